@@ -1,0 +1,5 @@
+"""``python -m ovserve``."""
+
+from ovserve.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,222 @@
+"""Command line: OVMS's flag names and meanings, parsed once into a ServerConfig."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ovserve import __version__
+from ovserve.config.layout import parse_layout_param
+from ovserve.config.model_config import ModelConfig, PluginValue
+from ovserve.config.server_config import DEFAULT_MAX_GRPC_MESSAGE_BYTES, ServerConfig
+from ovserve.config.shape import parse_batch_size, parse_shape_param
+from ovserve.config.version_policy import DEFAULT_POLICY, parse_version_policy
+from ovserve.errors import ConfigError
+
+log = logging.getLogger("ovserve")
+
+EX_USAGE = 64
+"""Exit status for invalid flags (sysexits.h), as OVMS uses."""
+
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
+MODEL_FLAGS = (
+    "shape",
+    "batch_size",
+    "layout",
+    "model_version_policy",
+    "nireq",
+    "target_device",
+    "plugin_config",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with OVMS's flags."""
+    parser = argparse.ArgumentParser(
+        prog="ovserve",
+        description="Serve OpenVINO models over the TF Serving and KServe v2 APIs (OVMS's flags).",
+    )
+    parser.add_argument("--version", action="version", version=f"ovserve {__version__}")
+    server = parser.add_argument_group("server")
+    server.add_argument("--port", type=int, default=0, help="gRPC port (0: gRPC off)")
+    server.add_argument("--rest_port", type=int, default=0, help="REST port (0: REST off)")
+    server.add_argument("--grpc_bind_address", default="0.0.0.0", help="gRPC bind address(es)")
+    server.add_argument("--rest_bind_address", default="0.0.0.0", help="REST bind address(es)")
+    server.add_argument("--grpc_workers", type=int, default=1, help="gRPC server workers")
+    server.add_argument("--rest_workers", type=int, default=None, help="REST workers")
+    server.add_argument(
+        "--log_level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="log level"
+    )
+    server.add_argument("--log_path", type=Path, default=None, help="write logs to this file")
+    server.add_argument(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="seconds between checks for new versions and config changes (0: off)",
+    )
+    server.add_argument("--metrics_enable", action="store_true", help="serve /metrics")
+    server.add_argument("--metrics_list", default="", help="comma-separated metric names")
+    server.add_argument("--config_path", type=Path, default=None, help="config.json path")
+    server.add_argument(
+        "--max_request_size",
+        type=int,
+        default=DEFAULT_MAX_GRPC_MESSAGE_BYTES,
+        help="largest gRPC message and REST body in bytes (default 1 GiB, as OVMS)",
+    )
+    model = parser.add_argument_group("model (single-model mode)")
+    model.add_argument("--model_name", default=None, help="name clients use")
+    model.add_argument("--model_path", type=Path, default=None, help="folder of version folders")
+    model.add_argument(
+        "--shape",
+        default=None,
+        help='"(1,3,-1,-1)", "(1,3,200:500,200:500)", JSON {"input":"(...)"} or auto',
+    )
+    model.add_argument("--batch_size", default=None, help="N, -1, N:M or auto")
+    model.add_argument("--layout", default=None, help='"NHWC:NCHW" or JSON per input')
+    model.add_argument(
+        "--model_version_policy", default=None, help='JSON, e.g. {"latest":{"num_versions":1}}'
+    )
+    model.add_argument("--nireq", type=int, default=0, help="infer requests (0: optimal)")
+    model.add_argument("--target_device", default="CPU", help="OpenVINO device")
+    model.add_argument("--plugin_config", default=None, help='JSON, e.g. {"NUM_STREAMS":"1"}')
+    model.add_argument("--cache_dir", type=Path, default=None, help="OpenVINO model cache folder")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> ServerConfig:
+    """Parse argv into a ServerConfig; raise ConfigError with OVMS's texts."""
+    args = build_parser().parse_args(argv)
+    _check_server_flags(args)
+    models: tuple[ModelConfig, ...] = ()
+    if args.model_path is not None:
+        models = (_model_from_flags(args),)
+    return ServerConfig(
+        port=args.port,
+        rest_port=args.rest_port,
+        grpc_bind_address=args.grpc_bind_address,
+        rest_bind_address=args.rest_bind_address,
+        grpc_workers=args.grpc_workers,
+        rest_workers=args.rest_workers,
+        log_level=args.log_level,
+        log_path=args.log_path,
+        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+        metrics_enable=args.metrics_enable,
+        metrics_list=tuple(name.strip() for name in args.metrics_list.split(",") if name.strip()),
+        config_path=args.config_path,
+        models=models,
+        max_grpc_message_bytes=args.max_request_size,
+        max_rest_body_bytes=args.max_request_size,
+    )
+
+
+def _check_server_flags(args: argparse.Namespace) -> None:
+    if args.config_path is not None:
+        if args.model_name is not None or args.model_path is not None:
+            raise ConfigError("Use either config_path or model_path with model_name")
+        if any(getattr(args, flag) not in (None, 0, "CPU") for flag in MODEL_FLAGS):
+            raise ConfigError("Model parameters in CLI are exclusive with the config file")
+    elif args.model_name is None or args.model_path is None:
+        raise ConfigError("Use config_path or model_path with model_name")
+    if args.port == 0 and args.rest_port == 0:
+        raise ConfigError("port and rest_port cannot both be unset")
+    if args.port == args.rest_port:
+        raise ConfigError("port and rest_port cannot have the same values")
+    for flag in ("port", "rest_port"):
+        value = getattr(args, flag)
+        if not 0 <= value <= 65535:
+            raise ConfigError(f"{flag} number out of range: {value}")
+    if args.metrics_enable and args.rest_port == 0:
+        raise ConfigError("rest_port setting is missing, metrics are enabled on rest port")
+    if args.metrics_list and not args.metrics_enable:
+        raise ConfigError("metrics_list is set but metrics are not enabled: add --metrics_enable")
+    cores = os.cpu_count() or 1
+    if not 1 <= args.grpc_workers <= cores:
+        raise ConfigError(f"grpc_workers count should be from 1 to CPU core count : {cores}")
+    if args.rest_workers is not None:
+        if args.rest_port == 0:
+            raise ConfigError("rest_workers is set but rest_port is not")
+        if not 2 <= args.rest_workers <= 10000:
+            raise ConfigError("rest_workers count should be from 2 to 10000")
+    if args.nireq < 0 or args.nireq > 100000:
+        raise ConfigError(f"nireq should be from 0 to 100000, got {args.nireq}")
+    if args.file_system_poll_wait_seconds < 0:
+        raise ConfigError("file_system_poll_wait_seconds cannot be negative")
+    if args.max_request_size <= 0:
+        raise ConfigError("max_request_size must be positive")
+
+
+def _model_from_flags(args: argparse.Namespace) -> ModelConfig:
+    shape = parse_shape_param(args.shape) if args.shape is not None else {}
+    batch_size = parse_batch_size(args.batch_size) if args.batch_size is not None else None
+    if shape and batch_size is not None:
+        log.warning(
+            "Both shape and batch size have been defined. Batch size parameter will be ignored."
+        )
+        batch_size = None
+    return ModelConfig(
+        name=args.model_name,
+        base_path=args.model_path.expanduser().resolve(),
+        shape=shape,
+        batch_size=batch_size,
+        layout=parse_layout_param(args.layout) if args.layout is not None else {},
+        version_policy=(
+            parse_version_policy(args.model_version_policy)
+            if args.model_version_policy is not None
+            else DEFAULT_POLICY
+        ),
+        nireq=args.nireq,
+        target_device=args.target_device,
+        plugin_config=parse_plugin_config(args.plugin_config),
+        cache_dir=args.cache_dir,
+    )
+
+
+def parse_plugin_config(value: object) -> dict[str, PluginValue]:
+    """``--plugin_config`` JSON (or a config.json object) into a flat property map."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ConfigError(f"plugin_config is not valid JSON: {value!r}") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(item, str | int | float | bool) for item in value.values()
+    ):
+        raise ConfigError(f"plugin_config must be a JSON object of scalar values: {value!r}")
+    return {str(key): item for key, item in value.items()}
+
+
+def configure_logging(level: str, path: Path | None = None) -> None:
+    """Readable one-line records on stderr (or a file)."""
+    numeric = logging.DEBUG if level in ("TRACE", "DEBUG") else getattr(logging, level)
+    handler: logging.Handler = (
+        logging.FileHandler(path) if path is not None else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s][%(name)s] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ovserve`` command."""
+    configure_logging("INFO")
+    try:
+        config = parse_args(argv)
+    except ConfigError as error:
+        print(error.text, file=sys.stderr)
+        return EX_USAGE
+    configure_logging(config.log_level, config.log_path)
+    from ovserve.server import run_server
+
+    return run_server(config)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Typed configuration, parsed once at the edge: shapes, models, the server."""

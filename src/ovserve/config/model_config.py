@@ -1,0 +1,29 @@
+"""One served model's configuration, as given by CLI flags or a config.json entry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ovserve.config.layout import Layout
+from ovserve.config.shape import BatchSize, ShapeValue
+from ovserve.config.version_policy import DEFAULT_POLICY, VersionPolicy
+
+PluginValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to load and serve one model name."""
+
+    name: str
+    base_path: Path
+    shape: Mapping[str, ShapeValue] = field(default_factory=dict)
+    batch_size: BatchSize | None = None
+    layout: Mapping[str, Layout] = field(default_factory=dict)
+    version_policy: VersionPolicy = DEFAULT_POLICY
+    nireq: int = 0
+    target_device: str = "CPU"
+    plugin_config: Mapping[str, PluginValue] = field(default_factory=dict)
+    cache_dir: Path | None = None

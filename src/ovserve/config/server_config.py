@@ -1,0 +1,36 @@
+"""The whole server's configuration: ports, limits, logging and the models to serve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ovserve.config.model_config import ModelConfig
+
+DEFAULT_MAX_GRPC_MESSAGE_BYTES = 1024 * 1024 * 1024
+"""OVMS allows 1 GiB gRPC messages; so do we (images at 4K as FP32 are ~100 MB)."""
+
+DEFAULT_MAX_REST_BODY_BYTES = 1024 * 1024 * 1024
+"""Same limit for HTTP bodies, as OVMS."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Parsed from argv (and config.json); immutable past the edge."""
+
+    port: int = 0
+    rest_port: int = 0
+    grpc_bind_address: str = "0.0.0.0"
+    rest_bind_address: str = "0.0.0.0"
+    grpc_workers: int = 1
+    rest_workers: int | None = None
+    log_level: str = "INFO"
+    log_path: Path | None = None
+    file_system_poll_wait_seconds: float = 1.0
+    metrics_enable: bool = False
+    metrics_list: tuple[str, ...] = ()
+    config_path: Path | None = None
+    models: tuple[ModelConfig, ...] = ()
+    max_grpc_message_bytes: int = DEFAULT_MAX_GRPC_MESSAGE_BYTES
+    max_rest_body_bytes: int = DEFAULT_MAX_REST_BODY_BYTES
+    shutdown_grace_seconds: float = 30.0

@@ -1,0 +1,1 @@
+"""Inference engines: the only layer that knows OpenVINO."""

@@ -1,0 +1,357 @@
+"""The OpenVINO engine: read, lay out, reshape, compile, and run through a pool of infer requests.
+
+Inference runs in a thread pool of ``nireq`` workers, one infer request each at a time, so
+the event loop never blocks on OpenVINO. (OpenVINO's own async callbacks are not used: when an
+inference fails, the Python binding never calls the callback, which would hang the request.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import openvino as ov
+
+from ovserve.config.layout import Layout
+from ovserve.config.model_config import ModelConfig
+from ovserve.config.shape import ANONYMOUS_INPUT, AUTO, Dimension, Shape
+from ovserve.engine.base import EngineResult, TensorSpec
+from ovserve.errors import ConfigError, InferenceFailed
+from ovserve.tensors import DataType
+
+log = logging.getLogger(__name__)
+
+_OV_TO_DATATYPE: dict[str, DataType] = {
+    "boolean": DataType.BOOL,
+    "u8": DataType.UINT8,
+    "u16": DataType.UINT16,
+    "u32": DataType.UINT32,
+    "u64": DataType.UINT64,
+    "i8": DataType.INT8,
+    "i16": DataType.INT16,
+    "i32": DataType.INT32,
+    "i64": DataType.INT64,
+    "f16": DataType.FP16,
+    "f32": DataType.FP32,
+    "f64": DataType.FP64,
+    "string": DataType.BYTES,
+}
+
+ZERO_COPY_MIN_BYTES = 64 * 1024
+"""Below this size, copying an immutable request buffer is cheaper than wrapping it."""
+
+
+def datatype_of(element_type: ov.Type) -> DataType:
+    """The DataType for an OpenVINO element type; ConfigError for ones the server cannot serve."""
+    name = element_type.get_type_name()
+    try:
+        return _OV_TO_DATATYPE[name]
+    except KeyError:
+        raise ConfigError(f"Unsupported tensor precision {name}") from None
+
+
+def to_partial_shape(shape: Shape) -> ov.PartialShape:
+    """Our Shape as an OpenVINO PartialShape (ranges become dimension bounds)."""
+    return ov.PartialShape([_to_ov_dimension(dim) for dim in shape.dims])
+
+
+def _to_ov_dimension(dim: Dimension) -> ov.Dimension:
+    if dim.is_static:
+        return ov.Dimension(dim.lower)
+    if dim.is_any:
+        return ov.Dimension(-1)
+    return ov.Dimension(dim.lower, -1 if dim.upper is None else dim.upper)
+
+
+def from_partial_shape(partial: ov.PartialShape) -> Shape:
+    """An OpenVINO PartialShape as our Shape."""
+    dims = []
+    for dim in partial:
+        if dim.is_static:
+            dims.append(Dimension.static(dim.get_length()))
+        else:
+            upper = dim.get_max_length()
+            dims.append(Dimension(dim.get_min_length(), None if upper < 0 else upper))
+    return Shape(tuple(dims))
+
+
+class OpenVINOEngine:
+    """Compiles models with one shared ``ov.Core``."""
+
+    def __init__(self) -> None:
+        self._core = ov.Core()
+
+    def load(self, model_file: Path, config: ModelConfig) -> OpenVINOCompiledModel:
+        """Read, apply layout and shape, compile, and build the infer-request pool."""
+        try:
+            model = self._core.read_model(str(model_file))
+        except RuntimeError:
+            raise ConfigError(
+                f"Model {config.name}: cannot read model file {model_file.name}: "
+                "the file is corrupt or not an OpenVINO IR/ONNX model"
+            ) from None
+        model = _apply_layout(model, config)
+        _apply_shape(model, config)
+        properties = _compile_properties(config)
+        try:
+            compiled = self._core.compile_model(model, config.target_device, properties)
+        except RuntimeError as error:
+            raise ConfigError(
+                f"Model {config.name}: cannot compile for {config.target_device}: "
+                f"{_first_line(error)}"
+            ) from None
+        return OpenVINOCompiledModel(compiled, config)
+
+    def close(self) -> None:
+        """Nothing to release beyond the compiled models, which close themselves."""
+
+
+def _first_line(error: BaseException) -> str:
+    """The informative last non-empty line of an OpenVINO error (its text nests locations)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def _tensor_names(port: ov.Output) -> set[str]:
+    return set(port.get_names())
+
+
+def _port_for(model: ov.Model, key: str, what: str) -> ov.Output:
+    """The model input a configured key refers to (the only one for the anonymous key)."""
+    inputs = model.inputs
+    if key == ANONYMOUS_INPUT:
+        if len(inputs) != 1:
+            raise ConfigError(f"Anonymous fixed {what} is invalid for models with multiple inputs")
+        return inputs[0]
+    for port in inputs:
+        if key in _tensor_names(port):
+            return port
+    raise ConfigError(f"Config {what} - {key} not found in model")
+
+
+def _apply_layout(model: ov.Model, config: ModelConfig) -> ov.Model:
+    """Add a transpose for each ``tgt:src`` layout, tag the others."""
+    if not config.layout:
+        return model
+    ppp = ov.preprocess.PrePostProcessor(model)
+    for key, layout in config.layout.items():
+        port = _port_for(model, key, "layout")
+        _check_layout_rank(port, layout, config.name)
+        step = ppp.input(port.get_any_name())
+        if layout.source is None:
+            step.model().set_layout(ov.Layout(layout.target))
+        else:
+            step.tensor().set_layout(ov.Layout(layout.target))
+            step.model().set_layout(ov.Layout(layout.source))
+    try:
+        return ppp.build()
+    except RuntimeError as error:
+        raise ConfigError(
+            f"Model {config.name}: cannot apply layout: {_first_line(error)}"
+        ) from None
+
+
+def _check_layout_rank(port: ov.Output, layout: Layout, model_name: str) -> None:
+    rank = port.get_partial_shape().rank
+    axes = layout.source or layout.target
+    if "..." not in axes and rank.is_static and rank.get_length() != len(axes):
+        raise ConfigError(
+            f"Model {model_name}: layout {layout} does not fit input "
+            f"{port.get_any_name()} of rank {rank.get_length()}"
+        )
+
+
+def _apply_shape(model: ov.Model, config: ModelConfig) -> None:
+    """Reshape to the configured shapes, or set the batch dimension from ``batch_size``."""
+    new_shapes: dict[str, ov.PartialShape] = {}
+    for key, value in config.shape.items():
+        port = _port_for(model, key, "shape")
+        if value != AUTO:
+            assert isinstance(value, Shape)
+            new_shapes[port.get_any_name()] = to_partial_shape(value)
+    if not config.shape and isinstance(config.batch_size, Dimension):
+        for port in model.inputs:
+            partial = port.get_partial_shape()
+            if partial.rank.is_static and partial.rank.get_length() > 0:
+                dims = list(from_partial_shape(partial).dims)
+                dims[_batch_index(port)] = config.batch_size
+                new_shapes[port.get_any_name()] = to_partial_shape(Shape(tuple(dims)))
+    if not new_shapes:
+        return
+    try:
+        model.reshape(new_shapes)
+    except RuntimeError as error:
+        raise ConfigError(
+            f"OV does not support reshaping model: {config.name} with provided shape "
+            f"({_first_line(error)})"
+        ) from None
+
+
+def _batch_index(port: ov.Output) -> int:
+    """Index of the N axis in the input's layout (0 when there is no layout)."""
+    layout = ov.layout_helpers.get_layout(port)
+    if not layout.empty and ov.layout_helpers.has_batch(layout):
+        rank = int(port.get_partial_shape().rank.get_length())
+        return int(ov.layout_helpers.batch_idx(layout)) % rank
+    return 0
+
+
+def _compile_properties(config: ModelConfig) -> dict[str, Any]:
+    properties: dict[str, Any] = dict(config.plugin_config)
+    if "PERFORMANCE_HINT" not in properties and "NUM_STREAMS" not in properties:
+        properties["PERFORMANCE_HINT"] = "THROUGHPUT"
+    if config.cache_dir is not None:
+        properties["CACHE_DIR"] = str(config.cache_dir)
+    return properties
+
+
+def _layout_name(port: ov.Output) -> str | None:
+    layout = ov.layout_helpers.get_layout(port)
+    return None if layout.empty else layout.to_string().strip("[]").replace(",", "")
+
+
+class OpenVINOCompiledModel:
+    """A compiled model with ``nireq`` infer requests served by as many worker threads."""
+
+    def __init__(self, compiled: ov.CompiledModel, config: ModelConfig) -> None:
+        self._compiled: ov.CompiledModel | None = compiled
+        self._inputs = tuple(
+            TensorSpec(
+                port.get_any_name(),
+                datatype_of(port.get_element_type()),
+                from_partial_shape(port.get_partial_shape()),
+                _layout_name(port),
+            )
+            for port in compiled.inputs
+        )
+        self._outputs = tuple(
+            TensorSpec(
+                port.get_any_name(),
+                datatype_of(port.get_element_type()),
+                from_partial_shape(port.get_partial_shape()),
+            )
+            for port in compiled.outputs
+        )
+        self._input_index = {spec.name: index for index, spec in enumerate(self._inputs)}
+        self._output_index = {spec.name: index for index, spec in enumerate(self._outputs)}
+        self._nireq = config.nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self._streams = _int_property(compiled, "NUM_STREAMS", default=1)
+        self._free: deque[ov.InferRequest] = deque(
+            compiled.create_infer_request() for _ in range(self._nireq)
+        )
+        self._waiters: deque[asyncio.Future[ov.InferRequest]] = deque()
+        self._executor = ThreadPoolExecutor(self._nireq, thread_name_prefix=f"infer-{config.name}")
+
+    @property
+    def inputs(self) -> Sequence[TensorSpec]:
+        """Inputs in model order."""
+        return self._inputs
+
+    @property
+    def outputs(self) -> Sequence[TensorSpec]:
+        """Outputs in model order."""
+        return self._outputs
+
+    @property
+    def nireq(self) -> int:
+        """Size of the infer-request pool."""
+        return self._nireq
+
+    @property
+    def streams(self) -> int:
+        """Execution streams of the compiled model."""
+        return self._streams
+
+    async def infer(
+        self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str] | None = None
+    ) -> EngineResult:
+        """Run on a free infer request in a worker thread."""
+        started = time.perf_counter()
+        request = await self._acquire()
+        acquired = time.perf_counter()
+        try:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._executor, self._run, request, inputs, outputs)
+        finally:
+            self._release(request)
+        finished = time.perf_counter()
+        return EngineResult(
+            result, wait_us=(acquired - started) * 1e6, infer_us=(finished - acquired) * 1e6
+        )
+
+    def _run(
+        self,
+        request: ov.InferRequest,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        outputs: Sequence[str] | None,
+    ) -> dict[str, npt.NDArray[Any]]:
+        for name, array in inputs.items():
+            request.set_input_tensor(self._input_index[name], _as_ov_tensor(array))
+        try:
+            request.infer()
+        except RuntimeError as error:
+            raise InferenceFailed(_first_line(error)) from None
+        names = outputs if outputs is not None else [spec.name for spec in self._outputs]
+        return {
+            name: request.get_output_tensor(self._output_index[name]).data.copy() for name in names
+        }
+
+    async def _acquire(self) -> ov.InferRequest:
+        if self._free:
+            return self._free.popleft()
+        waiter: asyncio.Future[ov.InferRequest] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release(waiter.result())
+            raise
+
+    def _release(self, request: ov.InferRequest) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(request)
+                return
+        self._free.append(request)
+
+    def close(self) -> None:
+        """Wait for running inferences, then drop the requests and the compiled model."""
+        if self._compiled is None:
+            return
+        self._executor.shutdown(wait=True)
+        self._free.clear()
+        self._compiled = None
+
+
+def _int_property(compiled: ov.CompiledModel, name: str, default: int) -> int:
+    try:
+        return int(compiled.get_property(name))
+    except (RuntimeError, TypeError, ValueError):
+        return default
+
+
+def _as_ov_tensor(array: npt.NDArray[Any]) -> ov.Tensor:
+    """Wrap an array without copying; read-only request buffers are wrapped in place too.
+
+    OpenVINO only reads input tensors, so a large immutable buffer (protobuf bytes, an HTTP
+    body) is exposed to it through a writable view of the same memory instead of copied.
+    """
+    if array.flags.writeable or not array.flags.c_contiguous:
+        return ov.Tensor(np.ascontiguousarray(array), shared_memory=True)
+    if array.nbytes < ZERO_COPY_MIN_BYTES or array.dtype == np.object_:
+        return ov.Tensor(array.copy(), shared_memory=True)
+    address = array.__array_interface__["data"][0]
+    buffer = (ctypes.c_char * array.nbytes).from_address(address)
+    view = np.frombuffer(memoryview(buffer).cast("B"), dtype=array.dtype).reshape(array.shape)
+    return ov.Tensor(view, shared_memory=True)

@@ -1,0 +1,152 @@
+"""The one error vocabulary of ovserve.
+
+Every failure a client can see is an :class:`OvserveError` carrying an :class:`ErrorCode`.
+The code decides the gRPC and HTTP status (``frontends/status_mapping.py`` maps each code once);
+the text follows OVMS: ``<message> - <details>``.
+
+Tree::
+
+    OvserveError
+    ├── ModelNotFound            MODEL_NAME_MISSING         unknown model name
+    ├── VersionNotFound          MODEL_VERSION_MISSING      unknown version
+    ├── ModelNotReady            MODEL_VERSION_NOT_LOADED_YET  version still loading
+    ├── ModelRetired             MODEL_VERSION_NOT_LOADED_ANYMORE  version unloaded
+    ├── InvalidInput             INVALID_* (number of inputs, missing input, precision, content...)
+    │   └── ShapeMismatch        INVALID_SHAPE / INVALID_BATCH_SIZE / INVALID_NO_OF_SHAPE_DIMENSIONS
+    ├── ReshapeFailed            RESHAPE_ERROR
+    ├── InferenceFailed          INFERENCE_ERROR            the engine failed on valid input
+    ├── ServerNotReady           SERVER_NOT_READY
+    ├── RequestTooLarge          REQUEST_TOO_LARGE
+    └── ConfigError              CONFIG_ERROR               bad flags, config or model repository
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.Enum):
+    """Status codes, named after OVMS's ``StatusCode`` where one exists."""
+
+    INVALID_NO_OF_INPUTS = "Invalid number of inputs"
+    INVALID_MISSING_INPUT = "Missing input with specific name"
+    INVALID_UNEXPECTED_INPUT = "Unexpected input"
+    INVALID_NO_OF_SHAPE_DIMENSIONS = "Invalid number of shape dimensions"
+    INVALID_BATCH_SIZE = "Invalid input batch size"
+    INVALID_SHAPE = "Invalid input shape"
+    INVALID_PRECISION = "Invalid input precision"
+    INVALID_CONTENT_SIZE = "Invalid content size of tensor proto"
+    INVALID_VALUE_COUNT = "Invalid number of values in tensor proto container"
+    INVALID_OUTPUT = "Invalid output name"
+    INVALID_ARGUMENT = "Invalid argument"
+    UNSUPPORTED_LAYOUT = (
+        "Received binary image input but resource not configured to accept NHWC layout"
+    )
+    MODEL_SPEC_MISSING = "model_spec missing in request"
+    INVALID_SIGNATURE_DEF = "Invalid signature name"
+    MODEL_NAME_MISSING = "Model with requested name is not found"
+    MODEL_VERSION_MISSING = "Model with requested version is not found"
+    MODEL_VERSION_NOT_LOADED_YET = "Model with requested version is not loaded yet"
+    MODEL_VERSION_NOT_LOADED_ANYMORE = "Model with requested version is retired"
+    RESHAPE_ERROR = "Model could not be reshaped with requested shape"
+    INFERENCE_ERROR = "Error during inference"
+    SERVER_NOT_READY = "Server is not ready"
+    REQUEST_TOO_LARGE = "Request is larger than the configured limit"
+    REST_UNSUPPORTED_METHOD = "Unsupported method"
+    REST_NOT_FOUND = "Requested REST resource not found"
+    CONFIG_ERROR = "Configuration error"
+    INTERNAL = "Internal server error"
+
+    @property
+    def message(self) -> str:
+        """OVMS's message text for this code."""
+        return self.value
+
+
+class OvserveError(Exception):
+    """Base of every error ovserve reports to a client or at start-up."""
+
+    default_code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, details: str = "", code: ErrorCode | None = None) -> None:
+        self.code = code or self.default_code
+        self.details = details
+        super().__init__(self.text)
+
+    @property
+    def text(self) -> str:
+        """The wire text: ``<message> - <details>``, or the message alone."""
+        if self.details:
+            return f"{self.code.message} - {self.details}"
+        return self.code.message
+
+
+class ModelNotFound(OvserveError):
+    """No model with the requested name."""
+
+    default_code = ErrorCode.MODEL_NAME_MISSING
+
+
+class VersionNotFound(OvserveError):
+    """The model exists but not the requested version."""
+
+    default_code = ErrorCode.MODEL_VERSION_MISSING
+
+
+class ModelNotReady(OvserveError):
+    """The version is known but not yet AVAILABLE."""
+
+    default_code = ErrorCode.MODEL_VERSION_NOT_LOADED_YET
+
+
+class ModelRetired(OvserveError):
+    """The version was unloaded."""
+
+    default_code = ErrorCode.MODEL_VERSION_NOT_LOADED_ANYMORE
+
+
+class InvalidInput(OvserveError):
+    """The request does not fit the model's inputs."""
+
+    default_code = ErrorCode.INVALID_ARGUMENT
+
+
+class ShapeMismatch(InvalidInput):
+    """An input's shape does not match the model's (partial) shape."""
+
+    default_code = ErrorCode.INVALID_SHAPE
+
+
+class ReshapeFailed(OvserveError):
+    """The model could not be reshaped to the requested shape."""
+
+    default_code = ErrorCode.RESHAPE_ERROR
+
+
+class InferenceFailed(OvserveError):
+    """The engine failed on an input that passed validation."""
+
+    default_code = ErrorCode.INFERENCE_ERROR
+
+
+class ServerNotReady(OvserveError):
+    """The server is starting or stopping."""
+
+    default_code = ErrorCode.SERVER_NOT_READY
+
+
+class RequestTooLarge(OvserveError):
+    """The request exceeds a configured size limit."""
+
+    default_code = ErrorCode.REQUEST_TOO_LARGE
+
+
+class ConfigError(OvserveError):
+    """Flags, config.json or the model repository are invalid."""
+
+    default_code = ErrorCode.CONFIG_ERROR
+
+    @property
+    def text(self) -> str:
+        """Start-up errors read best without the generic prefix."""
+        return self.details or self.code.message

@@ -1,0 +1,1 @@
+"""Wire formats: TF Serving and KServe v2 over gRPC and REST."""

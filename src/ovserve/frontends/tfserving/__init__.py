@@ -1,0 +1,1 @@
+"""TF Serving API over gRPC and REST."""

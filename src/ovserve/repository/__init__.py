@@ -1,0 +1,1 @@
+"""The model repository on disk: numbered version folders and their model files."""

@@ -1,0 +1,120 @@
+"""Composition root: builds the engine, models, service and servers; runs until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import uvloop
+
+from ovserve.config.server_config import ServerConfig
+from ovserve.engine.base import InferenceEngine
+from ovserve.engine.openvino_engine import OpenVINOEngine
+from ovserve.errors import ConfigError
+from ovserve.serving.model_instance import ModelVersionState
+from ovserve.serving.model_manager import ModelManager
+from ovserve.serving.service import ServingService
+
+log = logging.getLogger("ovserve.server")
+
+
+class Frontend(Protocol):
+    """A started network server that can stop gracefully."""
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, finish in-flight requests (up to ``grace`` seconds), close."""
+
+
+@dataclass
+class Server:
+    """Everything one ovserve process runs."""
+
+    config: ServerConfig
+    engine: InferenceEngine = field(default_factory=OpenVINOEngine)
+    frontends: list[Frontend] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.models = ModelManager(self.engine)
+        self.service = ServingService(self.models)
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        """Load the models, then open the ports. Raises ConfigError on any start-up problem."""
+        for model_config in self.config.models:
+            model = await self.models.add_model(model_config)
+            failed = [
+                instance
+                for instance in model.versions.values()
+                if instance.state is not ModelVersionState.AVAILABLE
+            ]
+            if failed:
+                raise ConfigError(failed[0].error or f"Model {model.name} failed to load")
+            if not model.versions:
+                raise ConfigError(
+                    f"No version found for model {model.name} in {model_config.base_path}: "
+                    "expected numbered version folders (1, 2, ...) holding the model files"
+                )
+        if self.config.port:
+            from ovserve.frontends.grpc_server import start_grpc_server
+
+            self.frontends.append(await start_grpc_server(self.service, self.config))
+        self.service.ready = True
+        log.info("ovserve is ready: %s", self._describe_ports())
+
+    def _describe_ports(self) -> str:
+        parts = []
+        if self.config.port:
+            parts.append(f"gRPC on {self.config.grpc_bind_address}:{self.config.port}")
+        if self.config.rest_port:
+            parts.append(f"REST on {self.config.rest_bind_address}:{self.config.rest_port}")
+        return ", ".join(parts)
+
+    def request_stop(self) -> None:
+        """Ask the server to shut down (signal handlers call this)."""
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        """Block until a stop is requested."""
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        """Stop accepting, finish in-flight requests, unload models."""
+        self.service.ready = False
+        grace = self.config.shutdown_grace_seconds
+        await asyncio.gather(*(frontend.stop(grace) for frontend in self.frontends))
+        self.frontends.clear()
+        await self.models.unload_all()
+
+    def close(self) -> None:
+        """Release the engine's resources explicitly (OpenVINO can abort at exit otherwise)."""
+        self.models.close_now()
+
+
+async def serve(config: ServerConfig) -> int:
+    """Run a server until SIGTERM/SIGINT; return the process exit status."""
+    server = Server(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.request_stop)
+    try:
+        try:
+            await server.start()
+        except ConfigError as error:
+            log.error("%s", error.text)
+            await server.stop()
+            return 1
+        await server.wait_stopped()
+        log.info("Shutting down: finishing in-flight requests")
+        await server.stop()
+        log.info("Stopped")
+        return 0
+    finally:
+        server.close()
+
+
+def run_server(config: ServerConfig) -> int:
+    """Run the server on uvloop and return the exit status."""
+    return uvloop.run(serve(config))

@@ -1,0 +1,1 @@
+"""The protocol-neutral serving core: models, versions, validation, inference."""
