@@ -12,6 +12,7 @@ from pathlib import Path
 from ovserve.config.model_config import ModelConfig
 from ovserve.engine.base import CompiledModel, InferenceEngine, TensorSpec
 from ovserve.errors import ModelNotReady, ModelRetired, OvserveError
+from ovserve.serving.binary_inputs import decode_binary_inputs
 from ovserve.serving.validation import validate_inputs, validate_outputs
 from ovserve.tensors import InferResult, RequestTensor
 
@@ -123,6 +124,7 @@ class ModelInstance:
     ) -> InferResult:
         """Validate and run one request."""
         compiled = self._require_available()
+        tensors = decode_binary_inputs(compiled.inputs, tensors)
         arrays = validate_inputs(compiled.inputs, tensors)
         validate_outputs(compiled.outputs, outputs)
         self._in_flight += 1

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ovserve import __version__
 from ovserve.engine.base import TensorSpec
-from ovserve.errors import VersionNotFound
+from ovserve.errors import ConfigError, VersionNotFound
 from ovserve.serving.model_instance import VersionStatus
 from ovserve.serving.model_manager import ModelManager
 from ovserve.tensors import InferResult, RequestTensor
@@ -27,6 +28,16 @@ class ModelMetadata:
     outputs: Sequence[TensorSpec]
 
 
+class ConfigReloader(Protocol):
+    """Applies config.json changes (set by the server when ``--config_path`` is used)."""
+
+    async def reload(self) -> bool:
+        """Re-read the config file and apply it; True when anything changed.
+
+        Raises ConfigError when the file cannot be read or is invalid (nothing is applied).
+        """
+
+
 class ServingService:
     """Protocol-neutral operations on the served models."""
 
@@ -34,6 +45,8 @@ class ServingService:
         self.models = models
         self.ready = False
         """Set once start-up loading is done; cleared when shutdown begins."""
+        self.reloader: ConfigReloader | None = None
+        """Present when serving from a config file."""
 
     @property
     def server_name(self) -> str:
@@ -69,6 +82,16 @@ class ServingService:
                 raise VersionNotFound()
             return [model.versions[version].status]
         return [instance.status for _, instance in sorted(model.versions.items())]
+
+    def all_statuses(self) -> dict[str, list[VersionStatus]]:
+        """Every model's version statuses (``GET /v1/config``)."""
+        return {model.name: self.model_status(model.name) for model in self.models}
+
+    async def reload_config(self) -> bool:
+        """Re-apply the config file (``POST /v1/config/reload``); True when anything changed."""
+        if self.reloader is None:
+            raise ConfigError("Config file not found or cannot open.")
+        return await self.reloader.reload()
 
     async def infer(
         self,
