@@ -6,7 +6,9 @@ Zoo's ``face-detection-retail-0004``:
 
 * input ``data``: f32 ``[1,3,H,W]`` (NCHW, BGR, 0..255), H and W dynamic;
 * output ``detection_out``: f32 ``[1,1,200,7]`` rows ``[image_id, label, conf, x_min, y_min,
-  x_max, y_max]`` with coordinates normalised to the unpadded input.
+  x_max, y_max]`` with coordinates normalised to the unpadded input. Reshaped to N images
+  (e.g. the server's ``--shape "(-1,3,-1,-1)"``), it gives ``[1,1,200*N,7]`` with the rows of
+  image ``i`` carrying ``image_id = i``, as DetectionOutput does.
 
 All pre- and post-processing (BGR->RGB, zero padding to a multiple of 32, heatmap decoding,
 NonMaxSuppression, padding of the result to 200 rows) is part of the OpenVINO graph, so a
@@ -149,8 +151,9 @@ def _decode(
     corners = ops.concat(
         [norm(x1, img_w), norm(y1, img_h), norm(x2, img_w), norm(y2, img_h)], axis=1
     )  # [1,4,h,w]
-    boxes = ops.transpose(ops.reshape(corners, _i64([1, 4, -1]), False), _i64([0, 2, 1]))
-    scores = ops.reshape(heat, _i64([1, 1, -1]), False)
+    # Special zero (0 = copy the dim) keeps the batch, so a server reshape to N images works.
+    boxes = ops.transpose(ops.reshape(corners, _i64([0, 4, -1]), True), _i64([0, 2, 1]))
+    scores = ops.reshape(heat, _i64([0, 1, -1]), True)
     return boxes, scores
 
 
@@ -160,8 +163,10 @@ def _detection_output(
     score_threshold: float,
     iou_threshold: float,
     max_detections: int,
+    *,
+    batch: ov.Node,
 ) -> ov.Node:
-    """NMS, then rows [0, 1, conf, x1, y1, x2, y2] padded like DetectionOutput to [1,1,K,7]."""
+    """NMS per image, then rows [image_id, 1, conf, x1, y1, x2, y2] padded to [1,1,K*N,7]."""
     nms = ops.non_max_suppression(
         boxes,
         scores,
@@ -169,7 +174,8 @@ def _detection_output(
         _f32(iou_threshold),
         _f32(score_threshold),
         box_encoding="corner",
-        sort_result_descending=True,
+        # False: rows grouped by image (batch), each image's rows sorted by score.
+        sort_result_descending=False,
         output_type="i64",
         name="nms",
     )
@@ -177,18 +183,26 @@ def _detection_output(
     valid = nms.output(2)  # [1]
     sel_idx = ops.slice(nms.output(0), _i64([0]), valid, _i64([1]), _i64([0]))  # [M,3]
     sel_scores = ops.slice(nms.output(1), _i64([0]), valid, _i64([1]), _i64([0]))  # [M,3]
-    box_idx = ops.squeeze(ops.gather(sel_idx, _i64([2]), _i64([1])), _i64([1]))  # [M]
+    batch_box = ops.gather(sel_idx, _i64([0, 2]), _i64([1]))  # [M,2]
     conf = ops.gather(sel_scores, _i64([2]), _i64([1]))  # [M,1]
-    sel_boxes = ops.gather(ops.squeeze(boxes, _i64([0])), box_idx, _i64([0]))  # [M,4]
-    image_id = ops.multiply(conf, _f32(0.0))
-    label = ops.add(image_id, _f32(1.0))
+    sel_boxes = ops.gather_nd(boxes, batch_box)  # [M,4]
+    image_id = ops.convert(ops.gather(sel_idx, _i64([0]), _i64([1])), "f32")  # [M,1]
+    label = ops.add(ops.multiply(conf, _f32(0.0)), _f32(1.0))
     rows = ops.concat([image_id, label, conf, sel_boxes], axis=1)  # [M,7]
 
-    filler = np.zeros((max_detections, 7), dtype=np.float32)
-    filler[:, 0] = -1.0
-    all_rows = ops.concat([rows, ops.constant(filler)], axis=0)
-    top_rows = ops.slice(all_rows, _i64([0]), _i64([max_detections]), _i64([1]), _i64([0]))
-    out = ops.reshape(top_rows, _i64([1, 1, max_detections, 7]), False, name=OUTPUT_NAME)
+    total = ops.multiply(batch, _i64([max_detections]))  # [1]: K*N rows
+    filler_row = np.array([[-1, 0, 0, 0, 0, 0, 0]], dtype=np.float32)
+    filler = ops.broadcast(ops.constant(filler_row), ops.concat([total, _i64([7])], axis=0))
+    # Scatter (not concat + slice) keeps the row count static, so batch 1 reads [1,1,200,7].
+    # NMS keeps at most K boxes per image, so M <= K*N.
+    row_ids = ops.range(
+        ops.constant(np.int64(0)),
+        ops.squeeze(valid, _i64([0])),
+        ops.constant(np.int64(1)),
+        "i64",
+    )
+    all_rows = ops.scatter_update(filler, row_ids, rows, ops.constant(np.int64(0)))
+    out = ops.reshape(all_rows, _i64([1, 1, -1, 7]), False, name=OUTPUT_NAME)
     out.output(0).set_names({OUTPUT_NAME})
     return out
 
@@ -217,7 +231,12 @@ def build_face_detection_model(
     centerface.get_parameters()[0].output(0).replace(padded.output(0))
 
     boxes, scores = _decode(outputs[_HEATMAP], outputs[_SCALE], outputs[_OFFSET], h_w)
-    detection_out = _detection_output(boxes, scores, score_threshold, iou_threshold, max_detections)
+    # N comes from ``data`` (static 1 unless the server reshapes the model), which keeps the
+    # output static [1,1,200,7] for batch 1: CenterFace's own shapes lose the static N.
+    batch = ops.gather(ops.shape_of(data, output_type="i64"), _i64([0]), _i64([0]))
+    detection_out = _detection_output(
+        boxes, scores, score_threshold, iou_threshold, max_detections, batch=batch
+    )
     result = ops.result(detection_out, name=f"{OUTPUT_NAME}/sink_port_0")
 
     model = ov.Model([result], [data], "face-detection")
