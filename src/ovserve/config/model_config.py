@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ovserve.config.layout import Layout
+from ovserve.config.mapping import TensorMapping
+from ovserve.config.plugin_config import PluginValue
 from ovserve.config.shape import BatchSize, ShapeValue
 from ovserve.config.version_policy import DEFAULT_POLICY, VersionPolicy
 
-PluginValue = str | int | float | bool
+__all__ = ["ModelConfig", "PluginValue"]
 
 
 @dataclass(frozen=True)
@@ -27,3 +29,7 @@ class ModelConfig:
     target_device: str = "CPU"
     plugin_config: Mapping[str, PluginValue] = field(default_factory=dict)
     cache_dir: Path | None = None
+    allow_cache: bool = False
+    """Use the cache even for ``auto`` shapes (off by default for them, as in OVMS)."""
+    mapping: TensorMapping = field(default_factory=TensorMapping)
+    """Aliases from the version folder's ``mapping_config.json`` (set when a version loads)."""

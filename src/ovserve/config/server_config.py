@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ovserve.config.config_file import ConfigFile
 from ovserve.config.model_config import ModelConfig
 
 DEFAULT_MAX_GRPC_MESSAGE_BYTES = 1024 * 1024 * 1024
@@ -31,6 +32,10 @@ class ServerConfig:
     metrics_list: tuple[str, ...] = ()
     config_path: Path | None = None
     models: tuple[ModelConfig, ...] = ()
+    config_file: ConfigFile | None = None
+    """The parsed ``--config_path`` file; its models are loaded at start and it is polled."""
+    cache_dir: Path | None = None
+    """OpenVINO model cache for every model (``--cache_dir``)."""
     max_grpc_message_bytes: int = DEFAULT_MAX_GRPC_MESSAGE_BYTES
     max_rest_body_bytes: int = DEFAULT_MAX_REST_BODY_BYTES
     shutdown_grace_seconds: float = 30.0

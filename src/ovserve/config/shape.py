@@ -122,7 +122,8 @@ def _as_dimension(size: int | Dimension) -> Dimension:
     return Dimension.any() if size == -1 else Dimension.static(size)
 
 
-_DIMENSION = re.compile(r"^(?:(-1)|(\d+)|(\d+):(\d+))$")
+# ASCII digits only: ``\d`` alone would take other scripts' digits, which OVMS rejects.
+_DIMENSION = re.compile(r"^(?:(-1)|(\d+)|(\d+):(\d+))$", re.ASCII)
 _SHAPE_CHARS = re.compile(r"^[0-9(),\-:\[\]]*$")
 
 

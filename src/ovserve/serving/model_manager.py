@@ -1,19 +1,38 @@
-"""ModelManager: model names to their versions; load, sync with disk, unload."""
+"""ModelManager: model names to their versions; load, sync with disk and config, unload.
+
+Version changes never drop a request: a new version serves (and becomes the default) only
+once AVAILABLE; a reloaded version is swapped in only after its replacement compiled; a
+version leaving service first stops taking requests, then waits for those in flight.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 from ovserve.config.model_config import ModelConfig
 from ovserve.engine.base import InferenceEngine
 from ovserve.errors import ConfigError, ModelNotFound, ModelNotReady, ModelRetired, VersionNotFound
 from ovserve.repository.versions import find_model_file, list_versions
-from ovserve.serving.model_instance import ModelInstance, ModelVersionState
+from ovserve.serving.auto_shape import BATCH_AUTO_DEPRECATED, SHAPE_AUTO_DEPRECATED
+from ovserve.serving.model_instance import ModelInstance, ModelVersionState, VersionStatus
 
 log = logging.getLogger(__name__)
+
+_NOT_RELOADING = frozenset({"name", "version_policy"})
+"""ModelConfig fields whose change only re-selects versions (OVMS's isReloadRequired)."""
+
+
+def needs_reload(old: ModelConfig, new: ModelConfig) -> bool:
+    """Whether loaded versions must be recompiled for ``new`` (not just re-selected)."""
+    return any(
+        getattr(old, item.name) != getattr(new, item.name)
+        for item in fields(ModelConfig)
+        if item.name not in _NOT_RELOADING
+    )
 
 
 class ServedModel:
@@ -24,11 +43,46 @@ class ServedModel:
         self._engine = engine
         self.versions: dict[int, ModelInstance] = {}
         self._lock = asyncio.Lock()
+        self.active = True
+        """False once removed from the config file (or never validly configured)."""
+        self.config_error = ""
+        """Why the model's config entry was rejected (the previous config keeps serving)."""
+        self.path_error = ""
+        """Why the base path could not be scanned on the last sync."""
+        self._skipped: tuple[str, ...] = ()
+        _warn_auto(config)
+
+    @classmethod
+    def failed(cls, name: str, error: str, engine: InferenceEngine) -> ServedModel:
+        """A model whose config entry is invalid: not served, its status shows ``error``."""
+        model = cls(ModelConfig(name=name, base_path=Path()), engine)
+        model.active = False
+        model.config_error = error
+        return model
 
     @property
     def name(self) -> str:
         """The served model name."""
         return self.config.name
+
+    @property
+    def error(self) -> str:
+        """Model-level problems (config entry, base path), or ""."""
+        return "; ".join(error for error in (self.config_error, self.path_error) if error)
+
+    def statuses(self) -> list[VersionStatus]:
+        """Each version's status; model-level errors show on every version (or on version 0
+        when there is none), so a status request always explains why nothing serves."""
+        statuses = [instance.status for _, instance in sorted(self.versions.items())]
+        error = self.error
+        if not error:
+            return statuses
+        if not statuses:
+            return [VersionStatus(0, ModelVersionState.END, error)]
+        return [
+            status if status.error else VersionStatus(status.version, status.state, error)
+            for status in statuses
+        ]
 
     def available(self) -> list[ModelInstance]:
         """AVAILABLE versions, ascending."""
@@ -58,45 +112,117 @@ class ServedModel:
             raise ModelRetired()
         return instance
 
-    async def sync_versions(self) -> bool:
-        """Load versions the policy now selects from disk and unload the others.
+    async def sync_versions(self, config: ModelConfig | None = None) -> bool:
+        """Apply ``config`` (if given), then load the versions the policy selects from disk and
+        unload the others. Returns True when anything changed.
 
-        Returns True when anything changed. Raises ConfigError when the base path is unusable.
+        A changed config recompiles the served versions (swapped in once compiled; a version
+        whose recompile fails keeps serving and shows the error). Raises ConfigError when the
+        base path is unusable; loaded versions then keep serving.
         """
         async with self._lock:
-            on_disk = await asyncio.to_thread(list_versions, self.config.base_path)
+            reload_all = False
+            if config is not None:
+                reload_all = not self.active or needs_reload(self.config, config)
+                if config != self.config:
+                    _warn_auto(config)
+                self.config, self.active, self.config_error = config, True, ""
+            if not self.active:
+                return False
+            on_disk = await self._scan()
             wanted = set(self.config.version_policy.select(on_disk))
-            current = {
+            serving = {v for v, instance in self.versions.items() if instance.is_available}
+            failed = {
                 version
                 for version, instance in self.versions.items()
-                if instance.state is not ModelVersionState.END or instance.error
+                if instance.state is ModelVersionState.END and instance.error
             }
-            to_load = sorted(wanted - current)
-            to_unload = sorted(
-                version
-                for version, instance in self.versions.items()
-                if version not in wanted and instance.state is not ModelVersionState.END
+            for version in failed - set(on_disk):
+                del self.versions[version]  # gone from disk: a re-added folder is tried afresh
+            to_load = sorted(wanted - serving - (set() if reload_all else failed))
+            to_reload = sorted(wanted & serving) if reload_all else []
+            retiring = [self.versions[version] for version in sorted(serving - wanted)]
+            results = await asyncio.gather(
+                *(self._load_version(version, on_disk[version]) for version in to_load),
+                *(self._reload_version(version, on_disk[version]) for version in to_reload),
             )
-            loads = [self._load_version(version, on_disk[version]) for version in to_load]
-            await asyncio.gather(*loads)
-            await asyncio.gather(*(self.versions[version].unload() for version in to_unload))
-            if not on_disk:
-                log.warning("No version found for model %s in %s", self.name, self.config.base_path)
-            return bool(to_load or to_unload)
+            retiring += [old for old in results if old is not None]
+            await asyncio.gather(*(instance.unload() for instance in retiring))
+            return bool(to_load or to_reload or retiring)
 
-    async def _load_version(self, version: int, folder: Path) -> None:
+    async def _scan(self) -> dict[int, Path]:
+        try:
+            try:
+                on_disk = await asyncio.to_thread(list_versions, self.config.base_path)
+                skipped = await asyncio.to_thread(_skipped_folders, self.config.base_path, on_disk)
+            except OSError as error:  # e.g. no permission, or the folder vanished mid-scan
+                raise ConfigError(
+                    f"Cannot scan model path {self.config.base_path}: {error}"
+                ) from None
+        except ConfigError as error:
+            if error.text != self.path_error:
+                log.error("Model %s: %s", self.name, error.text)
+            self.path_error = error.text
+            raise
+        empty = ""
+        if not on_disk and not self.versions:
+            empty = (
+                f"No version found for model {self.name} in {self.config.base_path}: expected "
+                "numbered version folders (1, 2, ...) holding the model files"
+            )
+            if empty != self.path_error:
+                log.warning("%s", empty)
+        self.path_error = empty
+        if skipped != self._skipped and skipped:
+            log.warning(
+                "Model %s: ignoring %s in %s: expected version directory name to be a number "
+                "greater than 0",
+                self.name,
+                ", ".join(skipped),
+                self.config.base_path,
+            )
+        self._skipped = skipped
+        return on_disk
+
+    async def _new_instance(self, version: int, folder: Path) -> ModelInstance:
+        """A compiled instance of ``folder``, or one in END that says why it could not be."""
         try:
             model_file = await asyncio.to_thread(find_model_file, folder)
         except ConfigError as error:
             instance = ModelInstance(self.config, version, folder, self._engine)
             instance.state = ModelVersionState.END
             instance.error = error.text
-            self.versions[version] = instance
             log.error("Model %s version %d: %s", self.name, version, error.text)
-            return
+            return instance
         instance = ModelInstance(self.config, version, model_file, self._engine)
-        self.versions[version] = instance
         await instance.load()
+        return instance
+
+    async def _load_version(self, version: int, folder: Path) -> None:
+        placeholder = ModelInstance(self.config, version, folder, self._engine)
+        placeholder.state = ModelVersionState.LOADING  # status shows LOADING meanwhile
+        self.versions[version] = placeholder
+        self.versions[version] = await self._new_instance(version, folder)
+
+    async def _reload_version(self, version: int, folder: Path) -> ModelInstance | None:
+        """Recompile a served version; return the instance it replaced (to unload), if any."""
+        old = self.versions[version]
+        new = await self._new_instance(version, folder)
+        if not new.is_available:
+            old.error = f"Reloading with the new configuration failed, still serving: {new.error}"
+            return None
+        old.error = ""
+        self.versions[version] = new
+        return old
+
+    async def retire(self) -> bool:
+        """Stop serving every version (waiting for in-flight requests); True if any served."""
+        async with self._lock:
+            self.active = False
+            self.config_error = self.path_error = ""
+            serving = [i for i in self.versions.values() if i.state is not ModelVersionState.END]
+            await asyncio.gather(*(instance.unload() for instance in serving))
+            return bool(serving)
 
     async def unload(self) -> None:
         """Unload every version, waiting for in-flight requests."""
@@ -107,6 +233,26 @@ class ServedModel:
         """Release every version synchronously."""
         for instance in self.versions.values():
             instance.close_now()
+
+
+def _skipped_folders(base_path: Path, versions: dict[int, Path]) -> tuple[str, ...]:
+    """Folders under ``base_path`` that are not version folders (``0``, ``abc``...); hidden
+    ones are left out, as tools stage new versions in them before renaming."""
+    used = set(versions.values())
+    return tuple(
+        sorted(
+            entry.name
+            for entry in base_path.iterdir()
+            if entry.is_dir() and entry not in used and not entry.name.startswith(".")
+        )
+    )
+
+
+def _warn_auto(config: ModelConfig) -> None:
+    if any(value == "auto" for value in config.shape.values()):
+        log.warning("Model %s: %s", config.name, SHAPE_AUTO_DEPRECATED)
+    if config.batch_size == "auto":
+        log.warning("Model %s: %s", config.name, BATCH_AUTO_DEPRECATED)
 
 
 class ModelManager:
@@ -131,13 +277,65 @@ class ModelManager:
         return self.get(name).instance(version)
 
     async def add_model(self, config: ModelConfig) -> ServedModel:
-        """Register a model and load the versions its policy selects."""
+        """Register a model and load the versions its policy selects (strict: raises
+        ConfigError for a duplicate name or an unusable base path)."""
         if config.name in self._models:
             raise ConfigError(f"Duplicate model name {config.name}")
         model = ServedModel(config, self._engine)
         self._models[config.name] = model
         await model.sync_versions()
         return model
+
+    async def apply_model(self, config: ModelConfig) -> bool:
+        """Add the model or bring it to ``config``; problems show in its status, never raise.
+
+        Returns True when anything changed.
+        """
+        model = self._models.get(config.name)
+        if model is None:
+            model = self._models[config.name] = ServedModel(config, self._engine)
+            config_arg = None
+            changed = True
+        else:
+            config_arg = config
+            changed = config != model.config or not model.active
+        try:
+            return await model.sync_versions(config_arg) or changed
+        except ConfigError:
+            return changed
+
+    def reject_model(self, name: str, error: str) -> None:
+        """Record an invalid config entry: a served model keeps its previous config."""
+        model = self._models.get(name)
+        if model is None:
+            self._models[name] = ServedModel.failed(name, error, self._engine)
+        else:
+            model.config_error = error
+
+    async def retire_model(self, name: str) -> bool:
+        """Unload a model removed from the config (after its in-flight requests).
+
+        Its versions stay in status as END; a model that never served is forgotten.
+        """
+        model = self._models.get(name)
+        if model is None:
+            return False
+        changed = await model.retire()
+        if not model.versions:
+            self._models.pop(name, None)
+            return True
+        return changed
+
+    async def sync_all(self) -> bool:
+        """Rescan every active model's version folders; True when anything changed."""
+        results = await asyncio.gather(
+            *(model.sync_versions() for model in self._models.values() if model.active),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, ConfigError):
+                raise result
+        return any(result is True for result in results)
 
     async def remove_model(self, name: str) -> None:
         """Unload all versions of a model (waiting for in-flight requests) and forget it."""

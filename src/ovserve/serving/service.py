@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,6 +47,8 @@ class ServingService:
         """Set once start-up loading is done; cleared when shutdown begins."""
         self.reloader: ConfigReloader | None = None
         """Present when serving from a config file."""
+        self.on_infer: Callable[[InferResult], None] | None = None
+        """Called with every successful inference (the metrics' engine times)."""
 
     @property
     def server_name(self) -> str:
@@ -76,12 +78,12 @@ class ServingService:
 
     def model_status(self, name: str, version: int | None = None) -> list[VersionStatus]:
         """Every version's status, or one version's when ``version`` is given."""
-        model = self.models.get(name)
+        statuses = self.models.get(name).statuses()
         if version:
-            if version not in model.versions:
+            statuses = [status for status in statuses if status.version == version]
+            if not statuses:
                 raise VersionNotFound()
-            return [model.versions[version].status]
-        return [instance.status for _, instance in sorted(model.versions.items())]
+        return statuses
 
     def all_statuses(self) -> dict[str, list[VersionStatus]]:
         """Every model's version statuses (``GET /v1/config``)."""
@@ -102,4 +104,7 @@ class ServingService:
     ) -> InferResult:
         """Validate and run one inference on the requested (or default) version."""
         instance = self.models.instance(name, version)
-        return await instance.infer(inputs, outputs)
+        result = await instance.infer(inputs, outputs)
+        if self.on_infer is not None:
+            self.on_infer(result)
+        return result
