@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from ovserve import __version__
+from ovserve.config.config_file import ConfigFile, read_config_file
 from ovserve.config.layout import parse_layout_param
-from ovserve.config.model_config import ModelConfig, PluginValue
+from ovserve.config.model_config import ModelConfig
+from ovserve.config.plugin_config import parse_plugin_config
 from ovserve.config.server_config import DEFAULT_MAX_GRPC_MESSAGE_BYTES, ServerConfig
 from ovserve.config.shape import parse_batch_size, parse_shape_param
 from ovserve.config.version_policy import DEFAULT_POLICY, parse_version_policy
@@ -35,9 +37,17 @@ MODEL_FLAGS = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Exits with EX_USAGE on unknown or malformed flags, as OVMS does (argparse uses 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with OVMS's flags."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ovserve",
         description="Serve OpenVINO models over the TF Serving and KServe v2 APIs (OVMS's flags).",
     )
@@ -93,8 +103,18 @@ def parse_args(argv: Sequence[str] | None = None) -> ServerConfig:
     args = build_parser().parse_args(argv)
     _check_server_flags(args)
     models: tuple[ModelConfig, ...] = ()
+    config_file: ConfigFile | None = None
     if args.model_path is not None:
         models = (_model_from_flags(args),)
+    metrics_enable = args.metrics_enable
+    metrics_list = tuple(name.strip() for name in args.metrics_list.split(",") if name.strip())
+    if args.config_path is not None:
+        config_file = read_config_file(
+            args.config_path.expanduser().resolve(), cache_dir=args.cache_dir
+        )
+        models = config_file.models
+        if config_file.metrics is not None:
+            metrics_enable, metrics_list = _metrics_from_file(args, config_file)
     return ServerConfig(
         port=args.port,
         rest_port=args.rest_port,
@@ -105,10 +125,12 @@ def parse_args(argv: Sequence[str] | None = None) -> ServerConfig:
         log_level=args.log_level,
         log_path=args.log_path,
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
-        metrics_enable=args.metrics_enable,
-        metrics_list=tuple(name.strip() for name in args.metrics_list.split(",") if name.strip()),
+        metrics_enable=metrics_enable,
+        metrics_list=metrics_list,
         config_path=args.config_path,
         models=models,
+        config_file=config_file,
+        cache_dir=args.cache_dir,
         max_grpc_message_bytes=args.max_request_size,
         max_rest_body_bytes=args.max_request_size,
     )
@@ -150,6 +172,20 @@ def _check_server_flags(args: argparse.Namespace) -> None:
         raise ConfigError("max_request_size must be positive")
 
 
+def _metrics_from_file(
+    args: argparse.Namespace, config_file: ConfigFile
+) -> tuple[bool, tuple[str, ...]]:
+    """config.json ``monitoring.metrics`` wins over the metrics flags, as it is the later word."""
+    assert config_file.metrics is not None
+    if args.metrics_enable or args.metrics_list:
+        log.warning(
+            "monitoring.metrics in %s overrides --metrics_enable/--metrics_list", args.config_path
+        )
+    if config_file.metrics.enable and args.rest_port == 0:
+        raise ConfigError("rest_port setting is missing, metrics are enabled on rest port")
+    return config_file.metrics.enable, config_file.metrics.metrics_list
+
+
 def _model_from_flags(args: argparse.Namespace) -> ModelConfig:
     shape = parse_shape_param(args.shape) if args.shape is not None else {}
     batch_size = parse_batch_size(args.batch_size) if args.batch_size is not None else None
@@ -174,22 +210,6 @@ def _model_from_flags(args: argparse.Namespace) -> ModelConfig:
         plugin_config=parse_plugin_config(args.plugin_config),
         cache_dir=args.cache_dir,
     )
-
-
-def parse_plugin_config(value: object) -> dict[str, PluginValue]:
-    """``--plugin_config`` JSON (or a config.json object) into a flat property map."""
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise ConfigError(f"plugin_config is not valid JSON: {value!r}") from None
-    if not isinstance(value, dict) or not all(
-        isinstance(item, str | int | float | bool) for item in value.values()
-    ):
-        raise ConfigError(f"plugin_config must be a JSON object of scalar values: {value!r}")
-    return {str(key): item for key, item in value.items()}
 
 
 def configure_logging(level: str, path: Path | None = None) -> None:

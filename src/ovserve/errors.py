@@ -43,6 +43,7 @@ class ErrorCode(enum.Enum):
         "Received binary image input but resource not configured to accept NHWC layout"
     )
     MODEL_SPEC_MISSING = "model_spec missing in request"
+    MODEL_VERSION_INVALID_FORMAT = "invalid model version format in request"
     INVALID_SIGNATURE_DEF = "Invalid signature name"
     MODEL_NAME_MISSING = "Model with requested name is not found"
     MODEL_VERSION_MISSING = "Model with requested version is not found"
@@ -56,6 +57,44 @@ class ErrorCode(enum.Enum):
     REST_NOT_FOUND = "Requested REST resource not found"
     CONFIG_ERROR = "Configuration error"
     INTERNAL = "Internal server error"
+    # REST body parsing and binary (image) inputs, with OVMS's texts.
+    JSON_INVALID = "The file is not valid json"
+    JSON_NESTING_DEPTH_EXCEEDED = "JSON nesting depth exceeds the limit"
+    REST_BODY_IS_NOT_AN_OBJECT = "Request body should be JSON object"
+    REST_PREDICT_UNKNOWN_ORDER = "Invalid JSON structure. Could not detect row or column format"
+    REST_INSTANCES_NOT_AN_ARRAY = "Invalid JSON structure. Nonamed instance is not an array."
+    REST_NAMED_INSTANCE_NOT_AN_OBJECT = (
+        "Invalid JSON structure. One of named instances is not a JSON object."
+    )
+    REST_NO_INSTANCES_FOUND = "Invalid JSON structure. Missing instances in row format"
+    REST_INSTANCES_NOT_NAMED_OR_NONAMED = "Could not detect neither named or nonamed format"
+    REST_COULD_NOT_PARSE_INSTANCE = "Could not parse instance content. Not valid ndarray detected"
+    REST_INSTANCES_BATCH_SIZE_DIFFER = (
+        "Invalid JSON structure. Request inputs have different batch sizes"
+    )
+    REST_INPUTS_NOT_AN_OBJECT = "Invalid JSON structure. One of inputs is not a JSON object."
+    REST_NO_INPUTS_FOUND = "Invalid JSON structure, missing inputs"
+    REST_COULD_NOT_PARSE_INPUT = "Could not parse input content. Not valid ndarray detected"
+    REST_COULD_NOT_PARSE_OUTPUT = "Could not parse output content."
+    REST_COULD_NOT_PARSE_PARAMETERS = "Could not parse request parameters"
+    REST_BASE64_DECODE_ERROR = "Decode Base64 to string error"
+    REST_BINARY_DATA_SIZE_PARAMETER_INVALID = (
+        "binary_data_size parameter is invalid and cannot be parsed"
+    )
+    REST_BINARY_BUFFER_EXCEEDED = (
+        "Received buffer size is smaller than binary_data_size parameter indicates"
+    )
+    REST_INFERENCE_HEADER_CONTENT_LENGTH_INVALID = (
+        "Inference-Header-Content-Length header is invalid and couldn't be parsed"
+    )
+    REST_CONTENTS_FIELD_NOT_EMPTY = (
+        "Request contains values both in binary data and in content value"
+    )
+    IMAGE_PARSING_FAILED = "Image parsing failed"
+    INVALID_NO_OF_CHANNELS = "Invalid number of channels in binary input"
+    BINARY_IMAGES_RESOLUTION_MISMATCH = (
+        "Binary input images for this endpoint are required to have the same resolution"
+    )
 
     @property
     def message(self) -> str:

@@ -14,8 +14,11 @@ from ovserve.config.server_config import ServerConfig
 from ovserve.engine.base import InferenceEngine
 from ovserve.engine.openvino_engine import OpenVINOEngine
 from ovserve.errors import ConfigError
+from ovserve.frontends.request_metrics import attach as attach_metrics
+from ovserve.metrics import Metrics
 from ovserve.serving.model_instance import ModelVersionState
 from ovserve.serving.model_manager import ModelManager
+from ovserve.serving.reloader import Reloader
 from ovserve.serving.service import ServingService
 
 log = logging.getLogger("ovserve.server")
@@ -39,10 +42,16 @@ class Server:
     def __post_init__(self) -> None:
         self.models = ModelManager(self.engine)
         self.service = ServingService(self.models)
+        self.reloader = Reloader(
+            self.models,
+            poll_seconds=self.config.file_system_poll_wait_seconds,
+            config_path=self.config.config_file.path if self.config.config_file else None,
+            cache_dir=self.config.cache_dir,
+        )
         self._stop = asyncio.Event()
 
-    async def start(self) -> None:
-        """Load the models, then open the ports. Raises ConfigError on any start-up problem."""
+    async def _load_flag_models(self) -> None:
+        """Single-model mode: the model must load, or the server does not start."""
         for model_config in self.config.models:
             model = await self.models.add_model(model_config)
             failed = [
@@ -51,16 +60,39 @@ class Server:
                 if instance.state is not ModelVersionState.AVAILABLE
             ]
             if failed:
-                raise ConfigError(failed[0].error or f"Model {model.name} failed to load")
+                # The reason was logged when the version failed; say only what follows from it.
+                raise ConfigError(
+                    f"Model {model.name} version {failed[0].version} did not load "
+                    "(see the error above): the server does not start"
+                )
             if not model.versions:
                 raise ConfigError(
                     f"No version found for model {model.name} in {model_config.base_path}: "
                     "expected numbered version folders (1, 2, ...) holding the model files"
                 )
+
+    async def start(self) -> None:
+        """Load the models, then open the ports. Raises ConfigError on any start-up problem.
+
+        From a config file, a model that fails is logged and shown in status while the others
+        serve; a single model given by flags must load.
+        """
+        if self.config.config_file is not None:
+            await self.reloader.apply(self.config.config_file)
+            self.service.reloader = self.reloader
+        else:
+            await self._load_flag_models()
+        self.reloader.start()
+        metrics = Metrics(self.config.metrics_enable, self.config.metrics_list)
+        attach_metrics(metrics, self.service)
         if self.config.port:
             from ovserve.frontends.grpc_server import start_grpc_server
 
-            self.frontends.append(await start_grpc_server(self.service, self.config))
+            self.frontends.append(await start_grpc_server(self.service, self.config, metrics))
+        if self.config.rest_port:
+            from ovserve.frontends.rest.server import start_rest_server
+
+            self.frontends.append(await start_rest_server(self.service, self.config, metrics))
         self.service.ready = True
         log.info("ovserve is ready: %s", self._describe_ports())
 
@@ -83,6 +115,7 @@ class Server:
     async def stop(self) -> None:
         """Stop accepting, finish in-flight requests, unload models."""
         self.service.ready = False
+        await self.reloader.stop()
         grace = self.config.shutdown_grace_seconds
         await asyncio.gather(*(frontend.stop(grace) for frontend in self.frontends))
         self.frontends.clear()

@@ -11,6 +11,8 @@ from ovserve.errors import ConfigError
 log = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".xml", ".onnx")
+MAX_VERSION = 2**63 - 1
+"""TF Serving and KServe carry versions as int64."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +36,23 @@ def list_versions(base_path: Path) -> dict[int, Path]:
     for entry in sorted(base_path.iterdir()):
         if not entry.is_dir():
             continue
-        if entry.name.isdigit() and int(entry.name) > 0:
-            versions[int(entry.name)] = entry
+        version = _version_number(entry.name)
+        if version is not None:
+            versions[version] = entry
         else:
             log.debug(
                 "Skipping %s: expected version directory name to be a number greater than 0",
                 entry,
             )
     return versions
+
+
+def _version_number(name: str) -> int | None:
+    """The version a folder name stands for: ASCII digits, 1 to the int64 maximum (the wire's)."""
+    if not (name.isascii() and name.isdigit()):
+        return None
+    version = int(name)
+    return version if 0 < version <= MAX_VERSION else None
 
 
 def find_model_file(folder: Path) -> Path:

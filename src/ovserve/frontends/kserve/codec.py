@@ -34,8 +34,9 @@ def parse_version(text: str) -> int | None:
     """KServe versions are strings: empty means the default version."""
     if not text:
         return None
-    if not text.isdigit():
-        raise InvalidInput(f"Model version must be a positive integer, got {text!r}")
+    # isdigit() alone also takes superscripts and other scripts' digits, which int() rejects.
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidInput(code=ErrorCode.MODEL_VERSION_INVALID_FORMAT)
     return int(text)
 
 

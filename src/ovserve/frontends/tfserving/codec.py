@@ -91,16 +91,17 @@ def decode_tensor(name: str, proto: tensor_pb2.TensorProto) -> RequestTensor:
         return RequestTensor(name, datatype, shape, proto.tensor_content)
     values = getattr(proto, _TYPED_FIELD[datatype])
     data: npt.NDArray[Any]
-    if datatype is DataType.FP16:
-        data = np.array(values, dtype=np.uint16).view(np.float16)
-    else:
-        try:
+    try:
+        if datatype is DataType.FP16:
+            # half_val carries each half's bit pattern in an int32.
+            data = np.array(values, dtype=np.uint16).view(np.float16)
+        else:
             data = np.array(values, dtype=datatype.numpy_dtype)
-        except OverflowError:
-            raise InvalidInput(
-                f"Value out of range for {datatype.value}; input name: {name}",
-                ErrorCode.INVALID_VALUE_COUNT,
-            ) from None
+    except OverflowError:
+        raise InvalidInput(
+            f"Value out of range for {datatype.value}; input name: {name}",
+            ErrorCode.INVALID_VALUE_COUNT,
+        ) from None
     return RequestTensor(name, datatype, shape, data)
 
 

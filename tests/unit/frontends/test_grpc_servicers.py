@@ -1,0 +1,238 @@
+"""The KServe and TF Serving gRPC servicers over a FakeEngine-backed service (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ovserve.config.model_config import ModelConfig
+from ovserve.config.version_policy import AllVersions
+from ovserve.engine.fake_engine import FakeEngine
+from ovserve.errors import ErrorCode, InvalidInput, ModelNotFound, OvserveError, VersionNotFound
+from ovserve.frontends._generated.kserve import grpc_predict_v2_pb2 as pb
+from ovserve.frontends._generated.tensorflow.core.framework import tensor_pb2, types_pb2
+from ovserve.frontends._generated.tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    predict_pb2,
+)
+from ovserve.frontends.kserve.grpc_servicer import KServeServicer
+from ovserve.frontends.tfserving.grpc_servicer import ModelServicer, PredictionServicer
+from ovserve.serving.model_manager import ModelManager
+from ovserve.serving.service import ServingService
+
+T = TypeVar("T")
+RepoFactory = Callable[..., ModelConfig]
+CONTEXT: Any = None  # the servicers never touch the context: errors are mapped by the interceptor
+
+
+@pytest.fixture
+def service(engine: FakeEngine, make_repo: RepoFactory) -> ServingService:
+    async def build() -> ServingService:
+        manager = ModelManager(engine)
+        await manager.add_model(make_repo([1, 2], policy=AllVersions()))
+        service = ServingService(manager)
+        service.ready = True
+        return service
+
+    return asyncio.run(build())
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def kserve_request(
+    version: str = "", values: tuple[float, ...] = (1, 2, 3)
+) -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name="m", model_version=version, id="r1")
+    request.inputs.add(name="data", datatype="FP32", shape=[1, 3])
+    request.raw_input_contents.append(np.array(values, np.float32).tobytes())
+    return request
+
+
+# --- KServe ------------------------------------------------------------------------------------
+
+
+def test_kserve_health_and_server_metadata(service: ServingService) -> None:
+    servicer = KServeServicer(service)
+    assert run(servicer.ServerLive(pb.ServerLiveRequest(), CONTEXT)).live
+    assert run(servicer.ServerReady(pb.ServerReadyRequest(), CONTEXT)).ready
+    service.ready = False
+    assert not run(servicer.ServerReady(pb.ServerReadyRequest(), CONTEXT)).ready
+    metadata = run(servicer.ServerMetadata(pb.ServerMetadataRequest(), CONTEXT))
+    assert metadata.name == "OpenVINO Model Server"
+
+
+def test_kserve_model_ready_and_metadata(service: ServingService) -> None:
+    servicer = KServeServicer(service)
+    assert run(servicer.ModelReady(pb.ModelReadyRequest(name="m", version="1"), CONTEXT)).ready
+    with pytest.raises(VersionNotFound):
+        run(servicer.ModelReady(pb.ModelReadyRequest(name="m", version="3"), CONTEXT))
+    metadata = run(servicer.ModelMetadata(pb.ModelMetadataRequest(name="m"), CONTEXT))
+    assert list(metadata.versions) == ["1", "2"]
+    assert metadata.platform == "OpenVINO"
+    assert list(metadata.inputs[0].shape) == [-1, 3]
+
+
+def test_kserve_infer(service: ServingService) -> None:
+    response = run(KServeServicer(service).ModelInfer(kserve_request(), CONTEXT))
+    assert (response.model_name, response.model_version, response.id) == ("m", "2", "r1")
+    assert response.outputs[0].name == "out"
+    assert np.frombuffer(response.raw_output_contents[0], np.float32).tolist() == [6, 6, 6]
+
+
+def test_kserve_infer_given_version(service: ServingService) -> None:
+    response = run(KServeServicer(service).ModelInfer(kserve_request("1"), CONTEXT))
+    assert response.model_version == "1"
+
+
+def test_kserve_infer_errors_are_raised_for_the_interceptor(service: ServingService) -> None:
+    servicer = KServeServicer(service)
+    unknown = kserve_request()
+    unknown.model_name = "nope"
+    with pytest.raises(ModelNotFound):
+        run(servicer.ModelInfer(unknown, CONTEXT))
+    with pytest.raises(InvalidInput) as caught:
+        run(servicer.ModelInfer(kserve_request("x"), CONTEXT))
+    assert caught.value.code is ErrorCode.MODEL_VERSION_INVALID_FORMAT
+
+
+def test_kserve_stream_reports_errors_in_band(service: ServingService) -> None:
+    bad = kserve_request()
+    bad.inputs[0].name = "image"
+
+    async def requests() -> AsyncIterator[pb.ModelInferRequest]:
+        for request in (kserve_request(), bad, kserve_request("1")):
+            yield request
+
+    async def collect() -> list[pb.ModelStreamInferResponse]:
+        stream = KServeServicer(service).ModelStreamInfer(requests(), CONTEXT)
+        return [response async for response in stream]
+
+    responses = run(collect())
+    assert [r.error_message for r in responses] == [
+        "",
+        "Missing input with specific name - Required input: data",
+        "",
+    ]
+    assert responses[2].infer_response.model_version == "1"
+
+
+# --- TF Serving --------------------------------------------------------------------------------
+
+
+def predict_request(version: int | None = None) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "m"
+    if version is not None:
+        request.model_spec.version.value = version
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+    proto.tensor_shape.dim.add(size=1)
+    proto.tensor_shape.dim.add(size=3)
+    proto.float_val.extend([1, 2, 4])
+    request.inputs["data"].CopyFrom(proto)
+    return request
+
+
+def test_tfs_predict(service: ServingService) -> None:
+    response = run(PredictionServicer(service).Predict(predict_request(1), CONTEXT))
+    assert (response.model_spec.name, response.model_spec.version.value) == ("m", 1)
+    out = response.outputs["out"]
+    assert np.frombuffer(out.tensor_content, np.float32).tolist() == [7, 7, 7]
+    assert [dim.size for dim in out.tensor_shape.dim] == [1, 3]
+
+
+def test_tfs_predict_output_filter(service: ServingService) -> None:
+    request = predict_request()
+    request.output_filter.append("nope")
+    with pytest.raises(InvalidInput) as caught:
+        run(PredictionServicer(service).Predict(request, CONTEXT))
+    assert caught.value.code is ErrorCode.INVALID_OUTPUT
+
+
+def test_tfs_predict_without_model_spec(service: ServingService) -> None:
+    with pytest.raises(OvserveError) as caught:
+        run(PredictionServicer(service).Predict(predict_pb2.PredictRequest(), CONTEXT))
+    assert caught.value.code is ErrorCode.MODEL_SPEC_MISSING
+
+
+def test_tfs_metadata(service: ServingService) -> None:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "m"
+    response = run(PredictionServicer(service).GetModelMetadata(request, CONTEXT))
+    assert response.model_spec.version.value == 2
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    assert list(signatures.signature_def["serving_default"].inputs) == ["data"]
+
+
+@pytest.mark.parametrize("fields", [[], ["signature_def", "x"], ["other"]])
+def test_tfs_metadata_needs_signature_def(service: ServingService, fields: list[str]) -> None:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=fields)
+    request.model_spec.name = "m"
+    with pytest.raises(InvalidInput, match="metadata_field must be"):
+        run(PredictionServicer(service).GetModelMetadata(request, CONTEXT))
+
+
+def test_tfs_status(service: ServingService) -> None:
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "m"
+    response = run(ModelServicer(service).GetModelStatus(request, CONTEXT))
+    assert [entry.version for entry in response.model_version_status] == [1, 2]
+    request.model_spec.version.value = 2
+    response = run(ModelServicer(service).GetModelStatus(request, CONTEXT))
+    assert [entry.version for entry in response.model_version_status] == [2]
+    request.model_spec.version.value = 7
+    with pytest.raises(VersionNotFound):
+        run(ModelServicer(service).GetModelStatus(request, CONTEXT))
+
+
+# --- fuzzing: mutated requests only ever raise OvserveError --------------------------------------
+
+
+def mutate(data: bytes, edits: list[tuple[int, int]]) -> bytes:
+    buffer = bytearray(data)
+    for position, value in edits:
+        if buffer:
+            buffer[position % len(buffer)] = value
+    return bytes(buffer)
+
+
+EDITS = st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=6)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(edits=EDITS)
+def test_mutated_kserve_requests(service: ServingService, edits: list[tuple[int, int]]) -> None:
+    valid = kserve_request("1").SerializeToString()
+    try:
+        request = pb.ModelInferRequest.FromString(mutate(valid, edits))
+    except DecodeError:
+        return
+    with contextlib.suppress(OvserveError):
+        run(KServeServicer(service).ModelInfer(request, CONTEXT))
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(edits=EDITS)
+def test_mutated_tfs_requests(service: ServingService, edits: list[tuple[int, int]]) -> None:
+    valid = predict_request(1).SerializeToString()
+    try:
+        request = predict_pb2.PredictRequest.FromString(mutate(valid, edits))
+    except DecodeError:
+        return
+    with contextlib.suppress(OvserveError):
+        run(PredictionServicer(service).Predict(request, CONTEXT))

@@ -1,0 +1,113 @@
+"""ServingService: the one API front-ends call, over the FakeEngine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from ovserve import __version__
+from ovserve.config.model_config import ModelConfig
+from ovserve.config.version_policy import AllVersions
+from ovserve.engine.fake_engine import FakeEngine
+from ovserve.errors import ConfigError, ErrorCode, InvalidInput, ModelNotFound, VersionNotFound
+from ovserve.serving.model_instance import ModelVersionState
+from ovserve.serving.model_manager import ModelManager
+from ovserve.serving.service import ServingService
+from ovserve.tensors import DataType, RequestTensor
+
+RepoFactory = Callable[..., ModelConfig]
+
+
+def service_for(engine: FakeEngine, config: ModelConfig) -> ServingService:
+    async def build() -> ServingService:
+        manager = ModelManager(engine)
+        await manager.add_model(config)
+        return ServingService(manager)
+
+    return asyncio.run(build())
+
+
+def tensor(values: list[float], name: str = "data") -> RequestTensor:
+    array = np.array(values, np.float32)
+    return RequestTensor(name, DataType.FP32, (1, 3), array.tobytes())
+
+
+def test_server_identity(engine: FakeEngine) -> None:
+    service = ServingService(ModelManager(engine))
+    assert service.server_name == "OpenVINO Model Server"
+    assert service.server_version == __version__
+    assert service.ready is False
+
+
+def test_infer_on_the_default_and_a_given_version(
+    engine: FakeEngine, make_repo: RepoFactory
+) -> None:
+    service = service_for(engine, make_repo([1, 2], policy=AllVersions()))
+    result = asyncio.run(service.infer("m", None, [tensor([1, 2, 3])]))
+    assert (result.model_name, result.model_version) == ("m", 2)
+    assert result.outputs["out"].tolist() == [[6, 6, 6]]
+    assert asyncio.run(service.infer("m", 1, [tensor([1, 1, 1])])).model_version == 1
+    assert engine.models["v1.xml"].calls[0]["data"].tolist() == [[1, 1, 1]]
+
+
+def test_infer_validates_before_the_engine_runs(engine: FakeEngine, make_repo: RepoFactory) -> None:
+    service = service_for(engine, make_repo([1]))
+    with pytest.raises(InvalidInput) as caught:
+        asyncio.run(service.infer("m", None, [tensor([1, 2, 3], name="image")]))
+    assert caught.value.code is ErrorCode.INVALID_MISSING_INPUT
+    with pytest.raises(InvalidInput) as unknown_output:
+        asyncio.run(service.infer("m", None, [tensor([1, 2, 3])], ["nope"]))
+    assert unknown_output.value.code is ErrorCode.INVALID_OUTPUT
+    assert engine.models["v1.xml"].calls == []
+
+
+def test_infer_unknown_model_and_version(engine: FakeEngine, make_repo: RepoFactory) -> None:
+    service = service_for(engine, make_repo([1]))
+    with pytest.raises(ModelNotFound):
+        asyncio.run(service.infer("other", None, [tensor([1, 2, 3])]))
+    with pytest.raises(VersionNotFound):
+        asyncio.run(service.infer("m", 9, [tensor([1, 2, 3])]))
+
+
+def test_model_ready(engine: FakeEngine, make_repo: RepoFactory) -> None:
+    service = service_for(engine, make_repo([1]))
+    assert service.model_ready("m") is True
+    assert service.model_ready("m", 1) is True
+    with pytest.raises(VersionNotFound):
+        service.model_ready("m", 2)
+    with pytest.raises(ModelNotFound):
+        service.model_ready("x")
+
+
+def test_model_metadata(engine: FakeEngine, make_repo: RepoFactory) -> None:
+    service = service_for(engine, make_repo([1, 2, 3], policy=AllVersions(), broken=[3]))
+    metadata = service.model_metadata("m")
+    assert (metadata.name, metadata.version, metadata.versions) == ("m", 2, (1, 2))
+    assert [spec.name for spec in metadata.inputs] == ["data"]
+    assert [spec.name for spec in metadata.outputs] == ["out"]
+    assert service.model_metadata("m", 1).version == 1
+
+
+def test_model_status(engine: FakeEngine, make_repo: RepoFactory) -> None:
+    service = service_for(engine, make_repo([1, 2], policy=AllVersions(), broken=[2]))
+    statuses = service.model_status("m")
+    assert [(s.version, s.state) for s in statuses] == [
+        (1, ModelVersionState.AVAILABLE),
+        (2, ModelVersionState.END),
+    ]
+    assert "corrupt2.xml" in statuses[1].error
+    assert service.model_status("m", 1) == [statuses[0]]
+    with pytest.raises(VersionNotFound):
+        service.model_status("m", 5)
+    with pytest.raises(ModelNotFound):
+        service.model_status("x")
+    assert service.all_statuses() == {"m": statuses}
+
+
+def test_reload_without_a_config_file(engine: FakeEngine) -> None:
+    service = ServingService(ModelManager(engine))
+    with pytest.raises(ConfigError, match=r"^Config file not found or cannot open\.$"):
+        asyncio.run(service.reload_config())
