@@ -400,4 +400,5 @@ def _output_array(tensor: ov.Tensor) -> npt.NDArray[Any]:
     if tensor.get_element_type() == ov.Type.string:
         values = tensor.bytes_data
         return np.array(list(values.reshape(-1)), dtype=np.object_).reshape(values.shape)
-    return tensor.data.copy()
+    copied: npt.NDArray[Any] = tensor.data.copy()
+    return copied
