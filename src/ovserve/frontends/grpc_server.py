@@ -7,17 +7,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from ovserve.config.server_config import ServerConfig
-from ovserve.errors import ConfigError, OvserveError
+from ovserve.errors import ConfigError, InvalidInput, OvserveError
 from ovserve.frontends._generated.kserve import grpc_predict_v2_pb2_grpc
 from ovserve.frontends._generated.tensorflow_serving.apis import (
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
 )
+from ovserve.frontends.grpc_metrics import GrpcMetrics
 from ovserve.frontends.kserve.grpc_servicer import KServeServicer
 from ovserve.frontends.status_mapping import grpc_status
 from ovserve.frontends.tfserving.grpc_servicer import ModelServicer, PredictionServicer
+from ovserve.metrics import Metrics
 from ovserve.serving.service import ServingService
 
 log = logging.getLogger(__name__)
@@ -26,10 +29,14 @@ Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Turns OvserveError into its gRPC status; anything else becomes INTERNAL, logged once."""
+    """Turns OvserveError into its gRPC status; anything else becomes INTERNAL, logged once.
 
-    def __init__(self) -> None:
+    With metrics on, it also counts the methods OVMS counts.
+    """
+
+    def __init__(self, metrics: GrpcMetrics | None = None) -> None:
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -44,13 +51,37 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
+        behavior = handler.unary_unary
+        if self._metrics is not None and self._metrics.counts(method):
+            behavior = _counted(method, behavior, self._metrics)
         wrapped = grpc.unary_unary_rpc_method_handler(
-            _map_errors(method, handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
+            _map_errors(method, behavior),
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
         self._wrapped[method] = wrapped
         return wrapped
+
+
+class _Unparsable:
+    """Stands in for a request body that is not a valid protobuf message."""
+
+
+_UNPARSABLE = _Unparsable()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that yields a marker instead of raising, so the error gets our status."""
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return _UNPARSABLE
+
+    return deserialize
 
 
 def _map_errors(method: str, behavior: Behavior) -> Behavior:
@@ -58,6 +89,8 @@ def _map_errors(method: str, behavior: Behavior) -> Behavior:
 
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            if request is _UNPARSABLE:
+                raise InvalidInput("the request is not a valid protobuf message")
             return await behavior(request, context)
         except OvserveError as error:
             log.info("%s failed: %s", short, error.text)
@@ -67,6 +100,20 @@ def _map_errors(method: str, behavior: Behavior) -> Behavior:
             await context.abort(grpc.StatusCode.INTERNAL, "Internal server error")
 
     return guarded
+
+
+def _counted(method: str, behavior: Behavior, metrics: GrpcMetrics) -> Behavior:
+    async def counted(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = metrics.started()
+        try:
+            reply = await behavior(request, context)
+        except Exception:
+            metrics.failed(method, request)
+            raise
+        metrics.succeeded(method, request, reply, started)
+        return reply
+
+    return counted
 
 
 def bind_targets(addresses: str, port: int) -> list[str]:
@@ -91,11 +138,14 @@ class GrpcFrontend:
         await self._server.stop(grace)
 
 
-async def start_grpc_server(service: ServingService, config: ServerConfig) -> GrpcFrontend:
+async def start_grpc_server(
+    service: ServingService, config: ServerConfig, metrics: Metrics | None = None
+) -> GrpcFrontend:
     """Serve TF Serving and KServe gRPC on ``--port``."""
     limit = config.max_grpc_message_bytes
+    counting = GrpcMetrics(service, metrics) if metrics is not None and metrics.enabled else None
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        interceptors=[ErrorInterceptor(counting)],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),

@@ -1,0 +1,1 @@
+"""The HTTP front-end: TF Serving and KServe v2 REST, config and metrics endpoints."""

@@ -1,0 +1,69 @@
+"""Plain request and response values passed between the protocol, the app and the handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from ovserve.errors import ErrorCode, OvserveError
+from ovserve.frontends.status_mapping import http_status
+from ovserve.tensors import InferResult
+
+JSON: Final = b"application/json"
+OCTET_STREAM: Final = b"application/octet-stream"
+
+_DUMP_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request with its whole body."""
+
+    method: str
+    path: str
+    headers: list[tuple[bytes, bytes]]
+    """Headers in arrival order, names lower-cased by the protocol."""
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a (lower-case) header, or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a handler answers; ``version`` and ``result`` feed the request metrics."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: bytes = JSON
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    version: int | None = None
+    """The model version that served the request, when there is one."""
+    result: InferResult | None = None
+    """The inference result, for the latency histograms."""
+
+
+def dump_json(payload: Any) -> bytes:
+    """JSON bytes; numpy arrays serialize natively."""
+    return orjson.dumps(payload, option=_DUMP_OPTIONS)
+
+
+def json_response(payload: Any, status: int = 200, version: int | None = None) -> Response:
+    """A JSON reply."""
+    return Response(status, dump_json(payload), version=version)
+
+
+def error_response(error: OvserveError) -> Response:
+    """OVMS's error body ``{"error": "<message> - <details>"}`` with the mapped HTTP status."""
+    return Response(http_status(error.code), orjson.dumps({"error": error.text}))
+
+
+def rest_error(code: ErrorCode, details: str = "") -> OvserveError:
+    """An error that only the REST layer raises (unknown path, wrong method)."""
+    return OvserveError(details, code)

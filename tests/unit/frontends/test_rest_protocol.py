@@ -1,0 +1,263 @@
+"""The HTTP/1.1 protocol over a fake transport: framing, keep-alive, pipelining, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ovserve.frontends.rest.http import Request, Response
+from ovserve.frontends.rest.protocol import HttpProtocol, ServerState
+
+LIMIT = 64
+
+
+@dataclass
+class FakeTransport:
+    """Collects what the protocol writes."""
+
+    output: bytearray = field(default_factory=bytearray)
+    closed: bool = False
+    paused: bool = False
+    writes: int = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.output += data
+
+    def writelines(self, parts: Sequence[bytes]) -> None:
+        self.writes += 1
+        for part in parts:
+            self.output += part
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def answers(raw: bytes) -> list[Answer]:
+    """Split the written bytes into responses (content-length framing)."""
+    found = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode().split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines)
+        size = int(headers.get("content-length", "0"))
+        found.append(Answer(int(status_line.split()[1]), headers, rest[:size]))
+        raw = rest[size:]
+    return found
+
+
+async def echo(request: Request) -> Response:
+    """Reports what it received; ``/slow/<ms>`` answers after a delay."""
+    if request.path.startswith("/slow/"):
+        await asyncio.sleep(int(request.path.rsplit("/", 1)[1]) / 1000)
+    if request.path == "/boom":
+        raise RuntimeError("handler bug")
+    headers = {name.decode(): value.decode() for name, value in request.headers}
+    document = {"method": request.method, "path": request.path, "body": request.body.decode()}
+    return Response(body=json.dumps({**document, "headers": headers}).encode())
+
+
+Handle = Callable[[Request], Awaitable[Response]]
+
+
+async def drain(state: ServerState) -> None:
+    while state.tasks:
+        await asyncio.gather(*list(state.tasks))
+
+
+def exchange(
+    *chunks: bytes, handle: Handle = echo, keep_alive_seconds: float = 60.0
+) -> tuple[FakeTransport, list[Answer]]:
+    async def run() -> FakeTransport:
+        state = ServerState()
+        protocol = HttpProtocol(handle, state, LIMIT, keep_alive_seconds)
+        transport = FakeTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        for chunk in chunks:
+            protocol.data_received(chunk)
+            await asyncio.sleep(0)
+        await drain(state)
+        return transport
+
+    transport = asyncio.run(run())
+    return transport, answers(bytes(transport.output))
+
+
+def test_one_request_one_write_keep_alive() -> None:
+    transport, (answer,) = exchange(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.status == 200
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json()["path"] == "/v2/health/live"
+    assert "connection" not in answer.headers
+    assert transport.writes == 1
+    assert not transport.closed
+
+
+def test_body_headers_and_percent_decoding() -> None:
+    raw = (
+        b"POST /v2/models/m%C3%B3del/infer?x=1 HTTP/1.1\r\nHost: x\r\n"
+        b"Inference-Header-Content-Length: 4\r\nContent-Length: 6\r\n\r\n{}\x00abc"
+    )
+    _, (answer,) = exchange(raw[:30], raw[30:])
+    document = answer.json()
+    assert document["path"] == "/v2/models/módel/infer"
+    assert document["body"] == "{}\x00abc"
+    assert document["headers"]["inference-header-content-length"] == "4"
+
+
+def test_chunked_body_is_joined() -> None:
+    raw = (
+        b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
+    )
+    _, (answer,) = exchange(raw)
+    assert answer.json()["body"] == "abcdefg"
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    raw = b"GET /slow/30 HTTP/1.1\r\nHost: x\r\n\r\nGET /slow/0 HTTP/1.1\r\nHost: x\r\n\r\n"
+    _, replies = exchange(raw)
+    assert [reply.json()["path"] for reply in replies] == ["/slow/30", "/slow/0"]
+
+
+def test_connection_close_and_http10() -> None:
+    transport, (answer,) = exchange(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.headers["connection"] == "close"
+    assert transport.closed
+    transport, (answer,) = exchange(b"GET /a HTTP/1.0\r\n\r\n")
+    assert answer.headers["connection"] == "close"
+    assert transport.closed
+
+
+def test_declared_body_over_the_limit_is_413_without_calling_the_handler() -> None:
+    called: list[Request] = []
+
+    async def handle(request: Request) -> Response:
+        called.append(request)
+        return Response()
+
+    body = b"x" * (LIMIT + 1)
+    raw = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    transport, (answer,) = exchange(raw, handle=handle)
+    assert answer.status == 413
+    assert answer.json()["error"] == (
+        f"Request is larger than the configured limit - body of {LIMIT + 1} bytes; "
+        f"the limit is {LIMIT} bytes"
+    )
+    assert answer.headers["connection"] == "close"
+    assert transport.closed
+    assert called == []
+
+
+def test_chunked_body_over_the_limit_is_413() -> None:
+    chunk = b"%x\r\n%s\r\n" % (40, b"y" * 40)
+    raw = b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 3
+    transport, (answer,) = exchange(raw + b"0\r\n\r\n")
+    assert answer.status == 413
+    assert transport.closed
+
+
+def test_expect_continue() -> None:
+    raw = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+    transport, _ = exchange(raw, b"ok")
+    assert bytes(transport.output).startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+    too_big = raw.replace(b"Content-Length: 2", b"Content-Length: 1000")
+    transport, _ = exchange(too_big)
+    assert bytes(transport.output).startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n")
+    assert transport.closed
+
+
+def test_malformed_http_is_400_and_closes() -> None:
+    transport, (answer,) = exchange(b"NOT HTTP AT ALL\r\n\r\n")
+    assert answer.status == 400
+    assert answer.json() == {"error": "Invalid HTTP request"}
+    assert transport.closed
+
+
+def test_head_gets_headers_only() -> None:
+    transport, _ = exchange(b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = bytes(transport.output).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"content-length: " in head
+    assert body == b""
+
+
+def test_handler_bug_is_500() -> None:
+    _, (answer,) = exchange(b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (answer.status, answer.json()) == (500, {"error": "Internal server error"})
+
+
+def test_idle_connections_close_after_the_keep_alive_time() -> None:
+    async def run() -> FakeTransport:
+        protocol = HttpProtocol(echo, ServerState(), LIMIT, keep_alive_seconds=0.05)
+        transport = FakeTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.sleep(0.01)
+        assert not transport.closed
+        await asyncio.sleep(0.2)
+        return transport
+
+    assert asyncio.run(run()).closed
+
+
+def test_shutdown_finishes_the_request_in_flight_then_closes() -> None:
+    async def run() -> tuple[FakeTransport, FakeTransport]:
+        state = ServerState()
+        busy, idle = HttpProtocol(echo, state, LIMIT), HttpProtocol(echo, state, LIMIT)
+        busy_transport, idle_transport = FakeTransport(), FakeTransport()
+        busy.connection_made(busy_transport)  # type: ignore[arg-type]
+        idle.connection_made(idle_transport)  # type: ignore[arg-type]
+        busy.data_received(b"GET /slow/20 HTTP/1.1\r\nHost: x\r\n\r\n")
+        for connection in list(state.connections):
+            connection.shutdown()
+        assert idle_transport.closed
+        assert not busy_transport.closed
+        await drain(state)
+        return busy_transport, idle_transport
+
+    busy_transport, _ = asyncio.run(run())
+    (answer,) = answers(bytes(busy_transport.output))
+    assert answer.status == 200
+    assert answer.headers["connection"] == "close"
+    assert busy_transport.closed
+
+
+def test_upgrade_offers_are_answered_in_http11_then_closed() -> None:
+    offer = (
+        b"GET /v2 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    )
+    transport, (answer,) = exchange(offer + b"HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n")
+    assert answer.status == 200
+    assert transport.closed
+    with_body = offer.replace(b"GET", b"POST") + b"Content-Length: 2\r\n\r\n{}"
+    transport, (answer,) = exchange(with_body)
+    assert answer.status == 400
+    assert "upgrade" in answer.json()["error"]
