@@ -28,6 +28,7 @@ import openvino as ov
 from ovserve.config.layout import Layout
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.shape import ANONYMOUS_INPUT, AUTO, Dimension, Shape
+from ovserve.engine import latency_probe
 from ovserve.engine.base import EngineResult, TensorSpec
 from ovserve.errors import ConfigError, InferenceFailed
 from ovserve.tensors import DataType
@@ -120,14 +121,42 @@ class OpenVINOEngine:
         model = _apply_layout(model, config)
         _apply_shape(model, config)
         properties = _compile_properties(config)
+        compiled = self._compile(model, config, properties)
+        if latency_probe.may_tune(config.plugin_config, config.target_device):
+            compiled = self._retune_short_model(model, config, properties, compiled)
+        return OpenVINOCompiledModel(compiled, config)
+
+    def _compile(
+        self, model: ov.Model, config: ModelConfig, properties: dict[str, Any]
+    ) -> ov.CompiledModel:
         try:
-            compiled = self._core.compile_model(model, config.target_device, properties)
+            return self._core.compile_model(model, config.target_device, properties)
         except RuntimeError as error:
             raise ConfigError(
                 f"Model {config.name}: cannot compile for {config.target_device}: "
                 f"{_first_line(error)}"
             ) from None
-        return OpenVINOCompiledModel(compiled, config)
+
+    def _retune_short_model(
+        self,
+        model: ov.Model,
+        config: ModelConfig,
+        properties: dict[str, Any],
+        compiled: ov.CompiledModel,
+    ) -> ov.CompiledModel:
+        """Recompile for latency on one thread when an inference takes microseconds."""
+        took_us = latency_probe.median_inference_us(compiled)
+        if took_us is None or took_us >= latency_probe.SHORT_INFERENCE_US:
+            return compiled
+        del compiled
+        log.info(
+            "Model %s: one inference takes about %.0f us, so it is compiled for latency on one "
+            "thread (PERFORMANCE_HINT=LATENCY, INFERENCE_NUM_THREADS=1); set PERFORMANCE_HINT "
+            "in --plugin_config to choose otherwise",
+            config.name,
+            took_us,
+        )
+        return self._compile(model, config, {**properties, **latency_probe.LATENCY_PROPERTIES})
 
     def close(self) -> None:
         """Nothing to release beyond the compiled models, which close themselves."""
