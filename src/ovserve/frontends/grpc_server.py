@@ -17,7 +17,7 @@ from ovserve.frontends._generated.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 from ovserve.frontends.grpc_metrics import GrpcMetrics
-from ovserve.frontends.kserve.grpc_servicer import KServeServicer
+from ovserve.frontends.kserve.grpc_servicer import REQUEST_PARSERS, KServeServicer
 from ovserve.frontends.status_mapping import grpc_status
 from ovserve.frontends.tfserving.grpc_servicer import ModelServicer, PredictionServicer
 from ovserve.metrics import Metrics
@@ -56,7 +56,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             behavior = _counted(method, behavior, self._metrics)
         wrapped = grpc.unary_unary_rpc_method_handler(
             _map_errors(method, behavior),
-            request_deserializer=_tolerant(handler.request_deserializer),
+            request_deserializer=_tolerant(
+                REQUEST_PARSERS.get(method, handler.request_deserializer)
+            ),
             response_serializer=handler.response_serializer,
         )
         self._wrapped[method] = wrapped

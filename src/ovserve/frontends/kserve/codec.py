@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,7 @@ def datatype_from_wire(name: str, input_name: str) -> DataType:
     return datatype
 
 
-def decode_bytes_elements(buffer: bytes, input_name: str) -> list[bytes]:
+def decode_bytes_elements(buffer: bytes | memoryview, input_name: str) -> list[bytes]:
     """Split a raw BYTES buffer: each element is a 4-byte little-endian length, then the bytes."""
     elements = []
     offset = 0
@@ -83,9 +84,16 @@ def encode_bytes_elements(values: npt.NDArray[Any]) -> bytes:
     return b"".join(parts)
 
 
-def decode_inputs(request: pb.ModelInferRequest) -> list[RequestTensor]:
-    """The request's inputs, raw (``raw_input_contents``) or typed (``contents``)."""
-    raw = request.raw_input_contents
+def decode_inputs(
+    request: pb.ModelInferRequest, raw: Sequence[bytes | memoryview] | None = None
+) -> list[RequestTensor]:
+    """The request's inputs, raw or typed (``contents``).
+
+    ``raw`` replaces ``request.raw_input_contents`` when the caller read them without copying
+    (see ``wire.parse_infer_request``).
+    """
+    if raw is None:
+        raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise InvalidInput(
             f"Expected: {len(request.inputs)} raw_input_contents; Actual: {len(raw)}",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 
@@ -10,7 +11,13 @@ from ovserve.errors import OvserveError
 from ovserve.frontends._generated.kserve import grpc_predict_v2_pb2 as pb
 from ovserve.frontends._generated.kserve import grpc_predict_v2_pb2_grpc as pb_grpc
 from ovserve.frontends.kserve import codec
+from ovserve.frontends.kserve.wire import InferRequestView, parse_infer_request
 from ovserve.serving.service import ServingService
+
+REQUEST_PARSERS: dict[str, Callable[[bytes], Any]] = {
+    "/inference.GRPCInferenceService/ModelInfer": parse_infer_request,
+}
+"""Methods whose request bytes are read by our own parser instead of the generated one."""
 
 
 class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -54,16 +61,20 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         return codec.encode_metadata(self._service.model_metadata(request.name, version))
 
     async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+        self,
+        request: InferRequestView | pb.ModelInferRequest,
+        context: grpc.aio.ServicerContext,
     ) -> pb.ModelInferResponse:
         """One inference; replies in ``raw_output_contents``."""
+        view = request if isinstance(request, InferRequestView) else InferRequestView.of(request)
+        message = view.message
         result = await self._service.infer(
-            request.model_name,
-            codec.parse_version(request.model_version),
-            codec.decode_inputs(request),
-            codec.requested_outputs(request),
+            message.model_name,
+            codec.parse_version(message.model_version),
+            codec.decode_inputs(message, view.raw_inputs),
+            codec.requested_outputs(message),
         )
-        return codec.encode_result(request, result)
+        return codec.encode_result(message, result)
 
     async def ModelStreamInfer(
         self,
