@@ -11,6 +11,7 @@ never calls the callback, which would hang the request.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import time
@@ -330,20 +331,35 @@ class OpenVINOCompiledModel:
         started = time.perf_counter()
         request = await self._acquire()
         acquired = time.perf_counter()
-        try:
-            if self._average_run_us < INLINE_BELOW_US:
+        if self._average_run_us < INLINE_BELOW_US:
+            try:
                 result = self._run(request, inputs, outputs)
-            else:
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(
-                    self._executor, self._run, request, inputs, outputs
-                )
-        finally:
-            self._release(request)
+            finally:
+                self._release(request)
+        else:
+            result = await self._run_in_worker(request, inputs, outputs)
         finished = time.perf_counter()
         return EngineResult(
             result, wait_us=(acquired - started) * 1e6, infer_us=(finished - acquired) * 1e6
         )
+
+    async def _run_in_worker(
+        self,
+        request: ov.InferRequest,
+        inputs: Mapping[str, npt.NDArray[Any]],
+        outputs: Sequence[str] | None,
+    ) -> dict[str, npt.NDArray[Any]]:
+        loop = asyncio.get_running_loop()
+        job = self._executor.submit(self._run, request, inputs, outputs)
+        try:
+            return await asyncio.wrap_future(job)
+        finally:
+            if job.done():
+                self._release(request)
+            else:
+                # The caller was cancelled (a client deadline) while OpenVINO still runs on this
+                # request: it is free again only when that inference ends.
+                job.add_done_callback(lambda _: _call_soon(loop, self._release, request))
 
     def _run(
         self,
@@ -394,6 +410,13 @@ class OpenVINOCompiledModel:
         self._executor.shutdown(wait=True)
         self._free.clear()
         self._compiled = None
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
+    """Schedule ``callback`` on ``loop`` from another thread, unless the loop is already gone."""
+    # The loop may have closed during shutdown; the pool is being released then anyway.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
 
 
 def _int_property(compiled: ov.CompiledModel, name: str, default: int) -> int:
