@@ -17,8 +17,10 @@ from ovserve.frontends._generated.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 from ovserve.frontends.grpc_metrics import GrpcMetrics
-from ovserve.frontends.kserve.grpc_servicer import REQUEST_PARSERS, KServeServicer
+from ovserve.frontends.kserve import grpc_servicer as kserve_servicer
+from ovserve.frontends.kserve.grpc_servicer import KServeServicer
 from ovserve.frontends.status_mapping import grpc_status
+from ovserve.frontends.tfserving import grpc_servicer as tfs_servicer
 from ovserve.frontends.tfserving.grpc_servicer import ModelServicer, PredictionServicer
 from ovserve.metrics import Metrics
 from ovserve.serving.service import ServingService
@@ -26,6 +28,9 @@ from ovserve.serving.service import ServingService
 log = logging.getLogger(__name__)
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+REQUEST_PARSERS = {**kserve_servicer.REQUEST_PARSERS, **tfs_servicer.REQUEST_PARSERS}
+"""Each API's own request parsers, by full method name."""
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]

@@ -26,6 +26,7 @@ from ovserve.frontends._generated.tensorflow_serving.apis import (
 )
 from ovserve.frontends.kserve.grpc_servicer import KServeServicer
 from ovserve.frontends.tfserving.grpc_servicer import ModelServicer, PredictionServicer
+from ovserve.frontends.tfserving.wire import PredictRequestView
 from ovserve.serving.model_manager import ModelManager
 from ovserve.serving.service import ServingService
 
@@ -149,6 +150,15 @@ def test_tfs_predict(service: ServingService) -> None:
     out = response.outputs["out"]
     assert np.frombuffer(out.tensor_content, np.float32).tolist() == [7, 7, 7]
     assert [dim.size for dim in out.tensor_shape.dim] == [1, 3]
+
+
+def test_tfs_predict_reads_tensor_content_read_apart(service: ServingService) -> None:
+    request = predict_request()
+    request.inputs["data"].ClearField("float_val")
+    content = memoryview(np.array([1, 2, 4], np.float32).tobytes())
+    view = PredictRequestView(request, {"data": content})
+    response = run(PredictionServicer(service).Predict(view, CONTEXT))
+    assert np.frombuffer(response.outputs["out"].tensor_content, np.float32).tolist() == [7, 7, 7]
 
 
 def test_tfs_predict_output_filter(service: ServingService) -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from google.protobuf.message import DecodeError
 
+from ovserve.frontends import protobuf_wire
 from ovserve.frontends._generated.kserve import grpc_predict_v2_pb2 as pb
 from ovserve.frontends.kserve import codec, wire
 
@@ -60,3 +61,12 @@ def test_decoded_inputs_point_into_the_request_bytes() -> None:
 def test_malformed_large_bodies_raise_decode_error(data: bytes) -> None:
     with pytest.raises(DecodeError):
         wire.parse_infer_request(data)
+
+
+def test_many_small_fields_are_left_to_protobuf() -> None:
+    original = _request([wire.SPLIT_MIN_BYTES])
+    for index in range(protobuf_wire.MAX_WALKED_FIELDS):
+        original.outputs.add(name=f"out{index}")
+    view = wire.parse_infer_request(original.SerializeToString())
+    assert view.message == original
+    assert list(view.raw_inputs) == list(original.raw_input_contents)

@@ -81,14 +81,17 @@ def datatype_of(dtype: types_pb2.DataType.ValueType, input_name: str) -> DataTyp
         ) from None
 
 
-def decode_tensor(name: str, proto: tensor_pb2.TensorProto) -> RequestTensor:
-    """One input: ``tensor_content`` (raw) or the typed ``*_val`` field."""
+def decode_tensor(
+    name: str, proto: tensor_pb2.TensorProto, content: memoryview | None = None
+) -> RequestTensor:
+    """One input: ``tensor_content`` (raw; ``content`` when read apart) or a typed ``*_val``."""
     datatype = datatype_of(proto.dtype, name)
     shape = tuple(dim.size for dim in proto.tensor_shape.dim)
     if datatype is DataType.BYTES:
         return RequestTensor(name, datatype, shape, list(proto.string_val))
-    if proto.tensor_content:
-        return RequestTensor(name, datatype, shape, proto.tensor_content)
+    raw = proto.tensor_content if content is None else content
+    if raw:
+        return RequestTensor(name, datatype, shape, raw)
     values = getattr(proto, _TYPED_FIELD[datatype])
     data: npt.NDArray[Any]
     try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import grpc
 
 from ovserve.errors import InvalidInput
@@ -13,7 +16,13 @@ from ovserve.frontends._generated.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 from ovserve.frontends.tfserving import codec
+from ovserve.frontends.tfserving.wire import PredictRequestView, parse_predict_request
 from ovserve.serving.service import ServingService
+
+REQUEST_PARSERS: dict[str, Callable[[bytes], Any]] = {
+    "/tensorflow.serving.PredictionService/Predict": parse_predict_request,
+}
+"""Methods whose request bytes are read by our own parser instead of the generated one."""
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -23,13 +32,21 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._service = service
 
     async def Predict(
-        self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
+        self,
+        request: PredictRequestView | predict_pb2.PredictRequest,
+        context: grpc.aio.ServicerContext,
     ) -> predict_pb2.PredictResponse:
         """One inference; outputs in ``tensor_content``."""
-        name, version = codec.parse_model_spec(request.model_spec, request.HasField("model_spec"))
-        inputs = [codec.decode_tensor(key, proto) for key, proto in request.inputs.items()]
+        if not isinstance(request, PredictRequestView):
+            request = PredictRequestView.of(request)
+        message = request.message
+        name, version = codec.parse_model_spec(message.model_spec, message.HasField("model_spec"))
+        inputs = [
+            codec.decode_tensor(key, proto, request.contents.get(key))
+            for key, proto in message.inputs.items()
+        ]
         result = await self._service.infer(
-            name, version, inputs, list(request.output_filter) or None
+            name, version, inputs, list(message.output_filter) or None
         )
         response = predict_pb2.PredictResponse(
             model_spec=codec.encode_model_spec(result.model_name, result.model_version)
