@@ -28,9 +28,6 @@ import cpuload
 import servers
 from cpuload import Meter
 from loadgen import LoadResult
-from report import Row, Tables, write_tsv
-from variants import Failed, InprocessWorker, Variant, make_variant, unmeasured
-
 from models import (
     FACE_SIZES,
     ROOT,
@@ -40,6 +37,8 @@ from models import (
     make_onnx_models,
     tiny_request,
 )
+from report import Row, Tables, write_tsv
+from variants import Failed, InprocessWorker, Variant, make_variant, unmeasured
 
 BENCH = Path(__file__).resolve().parent
 PYTHON = ROOT / ".venv" / "bin" / "python"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from bodies import KSERVE_INFER, TFS_PREDICT
 
 

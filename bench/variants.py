@@ -19,9 +19,8 @@ import bodies
 import cpuload
 import loadgen
 import servers
-from report import INPROCESS
-
 from models import ROOT, Request
+from report import INPROCESS
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 BENCH = Path(__file__).resolve().parent

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from _models import add_mul_model, conv_onnx, dtypes_model, save_ir, save_onnx
 from _server import F32_FLAGS, ServerPool, ServerProcess, kill_leftovers, running_servers
 

@@ -11,13 +11,14 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from _server import ServerProcess
 from ovmsclient.tfs_compat.protos.tensorflow.core.framework import tensor_pb2, types_pb2
 from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
 from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from _server import ServerProcess
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND

@@ -7,9 +7,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
 from _models import reference, save_ir, slow_model
 from _server import F32_FLAGS, ServerPool
-from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 
 def _request(x: np.ndarray[object, np.dtype[np.float32]]) -> service_pb2.ModelInferRequest:

@@ -21,8 +21,9 @@ import cv2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from _server import F32_FLAGS, ServerPool, ServerProcess, free_port
 from ovmsclient import make_grpc_client
+
+from _server import F32_FLAGS, ServerPool, ServerProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = REPO_ROOT / "demos" / "face_detection"

@@ -11,6 +11,9 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
 from _models import (
     KSERVE_NUMPY,
     add_onnx,
@@ -22,8 +25,6 @@ from _models import (
     string_model,
 )
 from _server import F32_FLAGS, ServerPool, ServerProcess
-from tritonclient.grpc import service_pb2, service_pb2_grpc
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 RNG = np.random.default_rng(7)
 

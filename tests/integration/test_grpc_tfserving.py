@@ -8,8 +8,6 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from _models import KSERVE_NUMPY, dtypes_model, reference
-from _server import ServerProcess
 from ovmsclient import make_grpc_client
 from ovmsclient.tfs_compat.base.errors import InvalidInputError, ModelNotFoundError
 from ovmsclient.tfs_compat.protos.tensorflow.core.framework import tensor_pb2, types_pb2
@@ -20,6 +18,9 @@ from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+
+from _models import KSERVE_NUMPY, dtypes_model, reference
+from _server import ServerProcess
 
 RNG = np.random.default_rng(11)
 DT = types_pb2.DataType

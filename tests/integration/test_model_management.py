@@ -16,6 +16,8 @@ import ovmsclient
 import pytest
 import requests
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
 from _mm_helpers import (
     F32,
     ServerProcess,
@@ -32,7 +34,6 @@ from _mm_helpers import (
     two_input_model,
     write_json_atomically,
 )
-from tritonclient.utils import InferenceServerException
 
 POLL = "0.1"
 ONES = np.ones((1, 3), np.float32)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+
 from _models import conv_onnx, save_ir, save_onnx, scale_model
 from _rest import as_model_input, encode, error_of, make_image, post, still_serves
 from _server import F32_FLAGS, ServerPool, ServerProcess

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
 from _models import add_mul_model, save_ir
 from _rest import error_of, get, post, still_serves
 from _server import F32_FLAGS, ServerPool, ServerProcess
-from tritonclient.utils import InferenceServerException
 
 MODEL = "add_mul"
 A = np.array([[1.5, -2.0, 3.25, 4.0], [0.5, 0.0, -1.0, 8.0]], np.float32)

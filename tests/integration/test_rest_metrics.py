@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from ovmsclient import make_grpc_client
+
 from _models import save_ir, scale_model
 from _rest import get, post, sample, scrape
 from _server import ServerPool, ServerProcess
-from ovmsclient import make_grpc_client
 
 MODEL = "scale"
 X = np.ones((1, 4), np.float32)

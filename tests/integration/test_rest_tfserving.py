@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from ovmsclient import make_http_client
+from ovmsclient.tfs_compat.base.errors import ModelNotFoundError
+
 from _models import add_mul_model, save_ir, scale_model
 from _rest import error_of, get, post, still_serves
 from _server import F32_FLAGS, ServerPool, ServerProcess
-from ovmsclient import make_http_client
-from ovmsclient.tfs_compat.base.errors import ModelNotFoundError
 
 X = np.array([[1.0, 2.5, -3.0, 4.0], [0.5, 0.25, 8.0, -1.0]], np.float32)
 A = X

@@ -12,9 +12,10 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
 from _models import reference, save_ir, scale_model, slow_model
 from _server import F32_FLAGS, ServerPool, port_is_open
-from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BUSY_CPU_SECONDS = 0.3

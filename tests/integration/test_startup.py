@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from _models import add_mul_model, conv_onnx, save_ir, save_onnx, scale_model
 from _server import ServerPool, ServerProcess, listening_socket, port_is_open, run_to_exit
 

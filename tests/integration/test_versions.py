@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from _models import save_ir, scale_model
-from _server import ServerPool, ServerProcess
 from ovmsclient import make_grpc_client
 from ovmsclient.tfs_compat.base.errors import ModelNotFoundError
 from tritonclient.utils import InferenceServerException
+
+from _models import save_ir, scale_model
+from _server import ServerPool, ServerProcess
 
 SHAPE = (1, 3, 4, 5)
 DATA = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)
