@@ -26,31 +26,21 @@ import numpy as np
 import numpy.typing as npt
 import openvino as ov
 
-from ovserve.config.layout import Layout
 from ovserve.config.model_config import ModelConfig
-from ovserve.config.shape import ANONYMOUS_INPUT, AUTO, Dimension, Shape
 from ovserve.engine import latency_probe
 from ovserve.engine.base import EngineResult, TensorSpec
+from ovserve.engine.model_preparation import (
+    apply_layout,
+    apply_shape,
+    compile_properties,
+    datatype_of,
+    first_error_line,
+    from_partial_shape,
+    layout_name,
+)
 from ovserve.errors import ConfigError, InferenceFailed
-from ovserve.tensors import DataType
 
 log = logging.getLogger(__name__)
-
-_OV_TO_DATATYPE: dict[str, DataType] = {
-    "boolean": DataType.BOOL,
-    "u8": DataType.UINT8,
-    "u16": DataType.UINT16,
-    "u32": DataType.UINT32,
-    "u64": DataType.UINT64,
-    "i8": DataType.INT8,
-    "i16": DataType.INT16,
-    "i32": DataType.INT32,
-    "i64": DataType.INT64,
-    "f16": DataType.FP16,
-    "f32": DataType.FP32,
-    "f64": DataType.FP64,
-    "string": DataType.BYTES,
-}
 
 ZERO_COPY_MIN_BYTES = 64 * 1024
 """Below this size, copying an immutable request buffer is cheaper than wrapping it."""
@@ -60,40 +50,6 @@ INLINE_BELOW_US = 200.0
 
 _SMOOTHING = 0.1
 """Weight of the newest sample in the moving average of inference time."""
-
-
-def datatype_of(element_type: ov.Type) -> DataType:
-    """The DataType for an OpenVINO element type; ConfigError for ones the server cannot serve."""
-    name = element_type.get_type_name()
-    try:
-        return _OV_TO_DATATYPE[name]
-    except KeyError:
-        raise ConfigError(f"Unsupported tensor precision {name}") from None
-
-
-def to_partial_shape(shape: Shape) -> ov.PartialShape:
-    """Our Shape as an OpenVINO PartialShape (ranges become dimension bounds)."""
-    return ov.PartialShape([_to_ov_dimension(dim) for dim in shape.dims])
-
-
-def _to_ov_dimension(dim: Dimension) -> ov.Dimension:
-    if dim.is_static:
-        return ov.Dimension(dim.lower)
-    if dim.is_any:
-        return ov.Dimension(-1)
-    return ov.Dimension(dim.lower, -1 if dim.upper is None else dim.upper)
-
-
-def from_partial_shape(partial: ov.PartialShape) -> Shape:
-    """An OpenVINO PartialShape as our Shape."""
-    dims = []
-    for dim in partial:
-        if dim.is_static:
-            dims.append(Dimension.static(dim.get_length()))
-        else:
-            upper = dim.get_max_length()
-            dims.append(Dimension(dim.get_min_length(), None if upper < 0 else upper))
-    return Shape(tuple(dims))
 
 
 class OpenVINOEngine:
@@ -119,9 +75,9 @@ class OpenVINOEngine:
                 shape={real(key): value for key, value in config.shape.items()},
                 layout={real(key): value for key, value in config.layout.items()},
             )
-        model = _apply_layout(model, config)
-        _apply_shape(model, config)
-        properties = _compile_properties(config)
+        model = apply_layout(model, config)
+        apply_shape(model, config)
+        properties = compile_properties(config)
         compiled = self._compile(model, config, properties)
         if latency_probe.may_tune(config.plugin_config, config.target_device):
             compiled = self._retune_short_model(model, config, properties, compiled)
@@ -135,7 +91,7 @@ class OpenVINOEngine:
         except RuntimeError as error:
             raise ConfigError(
                 f"Model {config.name}: cannot compile for {config.target_device}: "
-                f"{_first_line(error)}"
+                f"{first_error_line(error)}"
             ) from None
 
     def _retune_short_model(
@@ -163,110 +119,6 @@ class OpenVINOEngine:
         """Nothing to release beyond the compiled models, which close themselves."""
 
 
-def _first_line(error: BaseException) -> str:
-    """The informative last non-empty line of an OpenVINO error (its text nests locations)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
-
-
-def _tensor_names(port: ov.Output) -> set[str]:
-    return set(port.get_names())
-
-
-def _port_for(model: ov.Model, key: str, what: str) -> ov.Output:
-    """The model input a configured key refers to (the only one for the anonymous key)."""
-    inputs = model.inputs
-    if key == ANONYMOUS_INPUT:
-        if len(inputs) != 1:
-            raise ConfigError(f"Anonymous fixed {what} is invalid for models with multiple inputs")
-        return inputs[0]
-    for port in inputs:
-        if key in _tensor_names(port):
-            return port
-    raise ConfigError(f"Config {what} - {key} not found in model")
-
-
-def _apply_layout(model: ov.Model, config: ModelConfig) -> ov.Model:
-    """Add a transpose for each ``tgt:src`` layout, tag the others."""
-    if not config.layout:
-        return model
-    ppp = ov.preprocess.PrePostProcessor(model)
-    for key, layout in config.layout.items():
-        port = _port_for(model, key, "layout")
-        _check_layout_rank(port, layout, config.name)
-        step = ppp.input(port.get_any_name())
-        if layout.source is None:
-            step.model().set_layout(ov.Layout(layout.target))
-        else:
-            step.tensor().set_layout(ov.Layout(layout.target))
-            step.model().set_layout(ov.Layout(layout.source))
-    try:
-        return ppp.build()
-    except RuntimeError as error:
-        raise ConfigError(
-            f"Model {config.name}: cannot apply layout: {_first_line(error)}"
-        ) from None
-
-
-def _check_layout_rank(port: ov.Output, layout: Layout, model_name: str) -> None:
-    rank = port.get_partial_shape().rank
-    axes = layout.source or layout.target
-    if "..." not in axes and rank.is_static and rank.get_length() != len(axes):
-        raise ConfigError(
-            f"Model {model_name}: layout {layout} does not fit input "
-            f"{port.get_any_name()} of rank {rank.get_length()}"
-        )
-
-
-def _apply_shape(model: ov.Model, config: ModelConfig) -> None:
-    """Reshape to the configured shapes, or set the batch dimension from ``batch_size``."""
-    new_shapes: dict[str, ov.PartialShape] = {}
-    for key, value in config.shape.items():
-        port = _port_for(model, key, "shape")
-        if value != AUTO:
-            assert isinstance(value, Shape)
-            new_shapes[port.get_any_name()] = to_partial_shape(value)
-    if not config.shape and isinstance(config.batch_size, Dimension):
-        for port in model.inputs:
-            partial = port.get_partial_shape()
-            if partial.rank.is_static and partial.rank.get_length() > 0:
-                dims = list(from_partial_shape(partial).dims)
-                dims[_batch_index(port)] = config.batch_size
-                new_shapes[port.get_any_name()] = to_partial_shape(Shape(tuple(dims)))
-    if not new_shapes:
-        return
-    try:
-        model.reshape(new_shapes)
-    except RuntimeError as error:
-        raise ConfigError(
-            f"OV does not support reshaping model: {config.name} with provided shape "
-            f"({_first_line(error)})"
-        ) from None
-
-
-def _batch_index(port: ov.Output) -> int:
-    """Index of the N axis in the input's layout (0 when there is no layout)."""
-    layout = ov.layout_helpers.get_layout(port)
-    if not layout.empty and ov.layout_helpers.has_batch(layout):
-        rank = int(port.get_partial_shape().rank.get_length())
-        return int(ov.layout_helpers.batch_idx(layout)) % rank
-    return 0
-
-
-def _compile_properties(config: ModelConfig) -> dict[str, Any]:
-    properties: dict[str, Any] = dict(config.plugin_config)
-    if "PERFORMANCE_HINT" not in properties and "NUM_STREAMS" not in properties:
-        properties["PERFORMANCE_HINT"] = "THROUGHPUT"
-    if config.cache_dir is not None:
-        properties["CACHE_DIR"] = str(config.cache_dir)
-    return properties
-
-
-def _layout_name(port: ov.Output) -> str | None:
-    layout = ov.layout_helpers.get_layout(port)
-    return None if layout.empty else layout.to_string().strip("[]").replace(",", "")
-
-
 class OpenVINOCompiledModel:
     """A compiled model with ``nireq`` infer requests served by as many worker threads."""
 
@@ -280,7 +132,7 @@ class OpenVINOCompiledModel:
                 mapping.input_alias(set(port.get_names())) or port.get_any_name(),
                 datatype_of(port.get_element_type()),
                 from_partial_shape(port.get_partial_shape()),
-                _layout_name(port),
+                layout_name(port),
             )
             for port in compiled.inputs
         )
@@ -373,7 +225,7 @@ class OpenVINOCompiledModel:
         try:
             request.infer()
         except RuntimeError as error:
-            raise InferenceFailed(_first_line(error)) from None
+            raise InferenceFailed(first_error_line(error)) from None
         elapsed_us = (time.perf_counter() - started) * 1e6
         # Written from worker threads and the loop alike; a lost update only delays a switch.
         self._average_run_us += _SMOOTHING * (elapsed_us - self._average_run_us)
