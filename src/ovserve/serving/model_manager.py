@@ -88,12 +88,20 @@ class ServedModel:
         """AVAILABLE versions, ascending."""
         return [instance for _, instance in sorted(self.versions.items()) if instance.is_available]
 
+    def _highest_available(self) -> ModelInstance | None:
+        """The default version: one pass, no sorting (this runs on every request)."""
+        best_version, best = 0, None
+        for number, instance in self.versions.items():
+            if instance.is_available and number > best_version:
+                best_version, best = number, instance
+        return best
+
     def instance(self, version: int | None) -> ModelInstance:
         """The requested version, or the highest AVAILABLE one when ``version`` is None/0."""
         if not version:
-            available = self.available()
-            if available:
-                return available[-1]
+            default = self._highest_available()
+            if default is not None:
+                return default
             if any(
                 instance.state in (ModelVersionState.START, ModelVersionState.LOADING)
                 for instance in self.versions.values()
