@@ -50,7 +50,7 @@ class ErrorCode(enum.Enum):
     MODEL_VERSION_NOT_LOADED_YET = "Model with requested version is not loaded yet"
     MODEL_VERSION_NOT_LOADED_ANYMORE = "Model with requested version is retired"
     RESHAPE_ERROR = "Model could not be reshaped with requested shape"
-    INFERENCE_ERROR = "Error during inference"
+    INFERENCE_ERROR = "Internal inference error"
     SERVER_NOT_READY = "Server is not ready"
     REQUEST_TOO_LARGE = "Request is larger than the configured limit"
     REST_UNSUPPORTED_METHOD = "Unsupported method"

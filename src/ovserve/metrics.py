@@ -83,8 +83,8 @@ _METHODS: Final = (
     (TFS, "GetModelStatus", False),
 )
 
-RequestKey = tuple[str, str, str, str, str | None]
-"""api, interface, method, model name, version label (None: no version label)."""
+RequestKey = tuple[str, str, str, str, int | None]
+"""api, interface, method, model name, version (None: no version label)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -98,7 +98,7 @@ class Endpoint:
     """False for the methods OVMS counts without a ``version`` label."""
 
 
-TimeKey = tuple[str, str, str]
+TimeKey = tuple[str, str, int]
 """interface (empty for engine times), model name, version."""
 
 
@@ -137,7 +137,7 @@ class Metrics:
             raise ConfigError(f"Invalid name in metrics_list: {', '.join(unknown)}")
         self.enabled = enabled
         self.families = frozenset(families or DEFAULT_FAMILIES) if enabled else frozenset()
-        self._requests: dict[tuple[Endpoint, str, str | None], list[int]] = {}
+        self._requests: dict[tuple[Endpoint, str, int | None], list[int]] = {}
         self._request_time: dict[TimeKey, _Histogram] = {}
         self._inference_time: dict[TimeKey, _Histogram] = {}
         self._wait_time: dict[TimeKey, _Histogram] = {}
@@ -151,7 +151,7 @@ class Metrics:
 
     def record_request(self, endpoint: Endpoint, name: str, version: int | None, ok: bool) -> None:
         """Count one request to a model; the version is dropped for unversioned endpoints."""
-        key = (endpoint, name, str(version) if endpoint.versioned and version is not None else None)
+        key = (endpoint, name, version if endpoint.versioned else None)
         counts = self._requests.get(key)
         if counts is None:
             counts = self._requests[key] = [0, 0]
@@ -159,11 +159,11 @@ class Metrics:
 
     def record_request_time(self, interface: str, name: str, version: int, micros: float) -> None:
         """Observe the front-end time of one successful inference request."""
-        _histogram(self._request_time, (interface, name, str(version))).observe(micros)
+        _histogram(self._request_time, (interface, name, version)).observe(micros)
 
     def record_engine(self, result: InferResult) -> None:
         """Observe the engine and queue-wait times of one inference (any interface)."""
-        key = ("", result.model_name, str(result.model_version))
+        key = ("", result.model_name, result.model_version)
         _histogram(self._inference_time, key).observe(result.infer_us)
         _histogram(self._wait_time, key).observe(result.wait_us)
 
@@ -183,7 +183,7 @@ class Metrics:
         for model in gauges:
             for interface in (GRPC, REST):
                 for api, method, versioned in _METHODS:
-                    version = str(model.version) if versioned else None
+                    version = model.version if versioned else None
                     series.setdefault((api, interface, method, model.name, version), [0, 0])
         return series
 
@@ -238,11 +238,11 @@ def _histogram(cells: dict[TimeKey, _Histogram], key: TimeKey) -> _Histogram:
 def _counter(family: str, series: dict[RequestKey, list[int]], index: int) -> Metric:
     metric = Metric(family, _HELP[family], "counter")
     for (api, interface, method, name, version), counts in sorted(
-        series.items(), key=lambda item: tuple(part or "" for part in item[0])
+        series.items(), key=lambda item: (*item[0][:4], item[0][4] or 0)
     ):
         labels = {"api": api, "interface": interface, "method": method, "name": name}
         if version is not None:
-            labels["version"] = version
+            labels["version"] = str(version)
         # OVMS names counter samples without the _total suffix.
         metric.add_sample(family, labels, counts[index])
     return metric
@@ -251,7 +251,7 @@ def _counter(family: str, series: dict[RequestKey, list[int]], index: int) -> Me
 def _histogram_family(family: str, cells: dict[TimeKey, _Histogram]) -> Metric:
     metric = Metric(family, _HELP[family], "histogram")
     for (interface, name, version), cell in sorted(cells.items()):
-        labels = {"name": name, "version": version}
+        labels = {"name": name, "version": str(version)}
         if interface:
             labels["interface"] = interface
         cumulative = 0

@@ -14,7 +14,6 @@ from ovserve.config.server_config import ServerConfig
 from ovserve.engine.base import InferenceEngine
 from ovserve.engine.openvino_engine import OpenVINOEngine
 from ovserve.errors import ConfigError
-from ovserve.frontends.request_metrics import attach as attach_metrics
 from ovserve.metrics import Metrics
 from ovserve.serving.model_instance import ModelVersionState
 from ovserve.serving.model_manager import ModelManager
@@ -41,7 +40,8 @@ class Server:
 
     def __post_init__(self) -> None:
         self.models = ModelManager(self.engine)
-        self.service = ServingService(self.models)
+        self.metrics = Metrics(self.config.metrics_enable, self.config.metrics_list)
+        self.service = ServingService(self.models, self.metrics)
         self.reloader = Reloader(
             self.models,
             poll_seconds=self.config.file_system_poll_wait_seconds,
@@ -72,27 +72,27 @@ class Server:
                 )
 
     async def start(self) -> None:
-        """Load the models, then open the ports. Raises ConfigError on any start-up problem.
+        """Open the ports, then load the models. Raises ConfigError on any start-up problem.
 
-        From a config file, a model that fails is logged and shown in status while the others
-        serve; a single model given by flags must load.
+        The ports come first, as in OVMS: a port in use fails in a moment instead of after
+        compiling every model, and liveness answers while models load (readiness waits for
+        them). From a config file, a model that fails is logged and shown in status while the
+        others serve; a single model given by flags must load.
         """
+        if self.config.port:
+            from ovserve.frontends.grpc_server import start_grpc_server
+
+            self.frontends.append(await start_grpc_server(self.service, self.config))
+        if self.config.rest_port:
+            from ovserve.frontends.rest_api import start_rest_server
+
+            self.frontends.append(await start_rest_server(self.service, self.config))
         if self.config.config_file is not None:
             await self.reloader.apply(self.config.config_file)
             self.service.reloader = self.reloader
         else:
             await self._load_flag_models()
         self.reloader.start()
-        metrics = Metrics(self.config.metrics_enable, self.config.metrics_list)
-        attach_metrics(metrics, self.service)
-        if self.config.port:
-            from ovserve.frontends.grpc_server import start_grpc_server
-
-            self.frontends.append(await start_grpc_server(self.service, self.config, metrics))
-        if self.config.rest_port:
-            from ovserve.frontends.rest.server import start_rest_server
-
-            self.frontends.append(await start_rest_server(self.service, self.config, metrics))
         self.service.ready = True
         log.info("ovserve is ready: %s", self._describe_ports())
 

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ovserve.config.shape import Shape
+
 
 class DataType(enum.Enum):
     """Tensor element types the server accepts, with their numpy dtype."""
@@ -71,6 +73,16 @@ _NUMPY: dict[DataType, np.dtype[Any]] = {
     DataType.BYTES: np.dtype(np.object_),
 }
 _FROM_NUMPY = {dtype: datatype for datatype, dtype in _NUMPY.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One model input or output as clients see it."""
+
+    name: str
+    datatype: DataType
+    shape: Shape
+    layout: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,7 +156,7 @@ def test_signature_def(add_mul_server: ServerProcess) -> None:
     signatures = get_model_metadata_pb2.SignatureDefMap.FromString(packed.value)
     assert list(signatures.signature_def) == ["serving_default"]
     signature = signatures.signature_def["serving_default"]
-    assert signature.method_name == "tensorflow/serving/predict"
+    assert signature.method_name == ""  # as OVMS
     assert {key: (info.name, info.dtype) for key, info in signature.inputs.items()} == {
         "a": ("a", DT.DT_FLOAT),
         "b": ("b", DT.DT_FLOAT),
@@ -168,9 +168,13 @@ def test_signature_def(add_mul_server: ServerProcess) -> None:
 def test_metadata_needs_signature_def_field(add_mul_server: ServerProcess) -> None:
     request = get_model_metadata_pb2.GetModelMetadataRequest()
     request.model_spec.name = "add_mul"
-    with pytest.raises(grpc.RpcError) as caught:
-        stub(add_mul_server).GetModelMetadata(request)
-    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    for fields in ([], ["signature_def", "signature_def"], ["inputs"]):
+        del request.metadata_field[:]
+        request.metadata_field.extend(fields)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub(add_mul_server).GetModelMetadata(request)
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details() == "Invalid signature name"
 
 
 def test_model_status_message(add_mul_server: ServerProcess) -> None:
@@ -198,14 +202,16 @@ def test_output_filter(add_mul_server: ServerProcess, names: list[str]) -> None:
     assert response.model_spec.signature_name == "serving_default"
 
 
-def test_wrong_signature_name(add_mul_server: ServerProcess) -> None:
-    a = tensor(np.ones((1, 4), np.float32), typed=False)
-    request = predict_request("add_mul", {"a": a, "b": a})
-    request.model_spec.signature_name = "other"
-    with pytest.raises(grpc.RpcError) as caught:
-        stub(add_mul_server).Predict(request)
-    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert caught.value.details() == "Invalid signature name"
+@pytest.mark.parametrize("signature", ["predict_images", "other"])
+def test_signature_name_and_version_label_are_ignored(
+    add_mul_server: ServerProcess, signature: str
+) -> None:
+    a = np.ones((1, 4), np.float32)
+    request = predict_request("add_mul", {"a": tensor(a, typed=False), "b": tensor(a, typed=False)})
+    request.model_spec.signature_name = signature
+    request.model_spec.version_label = "stable"
+    response = stub(add_mul_server).Predict(request)
+    np.testing.assert_array_equal(to_numpy(response.outputs["sum"]), a + a)
 
 
 def test_missing_model_spec(add_mul_server: ServerProcess) -> None:

@@ -10,9 +10,8 @@ import pytest
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.shape import Shape
 from ovserve.config.version_policy import DEFAULT_POLICY, VersionPolicy
-from ovserve.engine.base import TensorSpec
 from ovserve.engine.fake_engine import FakeCompiledModel, FakeEngine
-from ovserve.tensors import DataType
+from ovserve.tensors import DataType, TensorSpec
 
 RepoFactory = Callable[..., ModelConfig]
 

@@ -10,18 +10,7 @@ from typing import Any, Protocol
 import numpy.typing as npt
 
 from ovserve.config.model_config import ModelConfig
-from ovserve.config.shape import Shape
-from ovserve.tensors import DataType
-
-
-@dataclass(frozen=True, slots=True)
-class TensorSpec:
-    """One model input or output as clients see it."""
-
-    name: str
-    datatype: DataType
-    shape: Shape
-    layout: str | None = None
+from ovserve.tensors import TensorSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ovserve.config.model_config import ModelConfig
-from ovserve.engine.base import EngineResult, TensorSpec
+from ovserve.engine.base import EngineResult
 from ovserve.errors import ConfigError
+from ovserve.tensors import TensorSpec
 
 
 @dataclass

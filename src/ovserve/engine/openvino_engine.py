@@ -28,7 +28,7 @@ import openvino as ov
 
 from ovserve.config.model_config import ModelConfig
 from ovserve.engine import latency_probe
-from ovserve.engine.base import EngineResult, TensorSpec
+from ovserve.engine.base import EngineResult
 from ovserve.engine.model_preparation import (
     apply_layout,
     apply_shape,
@@ -39,6 +39,7 @@ from ovserve.engine.model_preparation import (
     layout_name,
 )
 from ovserve.errors import ConfigError, InferenceFailed
+from ovserve.tensors import TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,9 @@ class OpenVINOCompiledModel:
         try:
             request.infer()
         except RuntimeError as error:
-            raise InferenceFailed(first_error_line(error)) from None
+            # As OVMS: OpenVINO's text is for the operator's log; the client gets the code only.
+            log.error("OpenVINO failed an inference: %s", first_error_line(error))
+            raise InferenceFailed() from None
         elapsed_us = (time.perf_counter() - started) * 1e6
         # Written from worker threads and the loop alike; a lost update only delays a switch.
         self._average_run_us += _SMOOTHING * (elapsed_us - self._average_run_us)

@@ -16,13 +16,12 @@ from ovserve.frontends._generated.tensorflow_serving.apis import (
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
 )
-from ovserve.frontends.grpc_metrics import GrpcMetrics
+from ovserve.frontends.bind import bind_targets, check_free
 from ovserve.frontends.kserve import grpc_servicer as kserve_servicer
 from ovserve.frontends.kserve.grpc_servicer import KServeServicer
 from ovserve.frontends.status_mapping import grpc_status
 from ovserve.frontends.tfserving import grpc_servicer as tfs_servicer
 from ovserve.frontends.tfserving.grpc_servicer import ModelServicer, PredictionServicer
-from ovserve.metrics import Metrics
 from ovserve.serving.service import ServingService
 
 log = logging.getLogger(__name__)
@@ -34,14 +33,10 @@ REQUEST_PARSERS = {**kserve_servicer.REQUEST_PARSERS, **tfs_servicer.REQUEST_PAR
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Turns OvserveError into its gRPC status; anything else becomes INTERNAL, logged once.
+    """Turns OvserveError into its gRPC status; anything else becomes INTERNAL, logged once."""
 
-    With metrics on, it also counts the methods OVMS counts.
-    """
-
-    def __init__(self, metrics: GrpcMetrics | None = None) -> None:
+    def __init__(self) -> None:
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
-        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -56,11 +51,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        behavior = handler.unary_unary
-        if self._metrics is not None and self._metrics.counts(method):
-            behavior = _counted(method, behavior, self._metrics)
         wrapped = grpc.unary_unary_rpc_method_handler(
-            _map_errors(method, behavior),
+            _map_errors(method, handler.unary_unary),
             request_deserializer=_tolerant(
                 REQUEST_PARSERS.get(method, handler.request_deserializer)
             ),
@@ -109,31 +101,6 @@ def _map_errors(method: str, behavior: Behavior) -> Behavior:
     return guarded
 
 
-def _counted(method: str, behavior: Behavior, metrics: GrpcMetrics) -> Behavior:
-    async def counted(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        started = metrics.started()
-        try:
-            reply = await behavior(request, context)
-        except Exception:
-            metrics.failed(method, request)
-            raise
-        metrics.succeeded(method, request, reply, started)
-        return reply
-
-    return counted
-
-
-def bind_targets(addresses: str, port: int) -> list[str]:
-    """``host:port`` for each address of a comma list (IPv6 in brackets)."""
-    targets = []
-    for address in (part.strip() for part in addresses.split(",")):
-        if not address:
-            continue
-        host = f"[{address}]" if ":" in address and not address.startswith("[") else address
-        targets.append(f"{host}:{port}")
-    return targets
-
-
 class GrpcFrontend:
     """A started grpc.aio server."""
 
@@ -145,14 +112,14 @@ class GrpcFrontend:
         await self._server.stop(grace)
 
 
-async def start_grpc_server(
-    service: ServingService, config: ServerConfig, metrics: Metrics | None = None
-) -> GrpcFrontend:
+async def start_grpc_server(service: ServingService, config: ServerConfig) -> GrpcFrontend:
     """Serve TF Serving and KServe gRPC on ``--port``."""
     limit = config.max_grpc_message_bytes
-    counting = GrpcMetrics(service, metrics) if metrics is not None and metrics.enabled else None
+    targets = bind_targets(config.grpc_bind_address, config.port)
+    for target in targets:
+        check_free("gRPC", target, config.port)
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(counting)],
+        interceptors=[ErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
@@ -166,11 +133,11 @@ async def start_grpc_server(
         PredictionServicer(service), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service), server)
-    for target in bind_targets(config.grpc_bind_address, config.port):
+    for target in targets:
         try:
             bound = server.add_insecure_port(target)
-        except RuntimeError as error:
-            raise ConfigError(f"Cannot bind gRPC to {target}: {error}") from None
+        except RuntimeError:
+            bound = 0
         if bound == 0:
             raise ConfigError(f"Cannot bind gRPC to {target}: the address is in use or invalid")
     await server.start()

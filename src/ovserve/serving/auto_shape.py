@@ -11,9 +11,8 @@ from dataclasses import dataclass, replace
 
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.shape import ANONYMOUS_INPUT, AUTO, Dimension, Shape
-from ovserve.engine.base import TensorSpec
 from ovserve.serving.validation import batch_index
-from ovserve.tensors import RequestTensor
+from ovserve.tensors import RequestTensor, TensorSpec
 
 SHAPE_AUTO_DEPRECATED = (
     "Shape auto is deprecated. Use model dynamic shapes instead: -1 for any size or a range "

@@ -24,9 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ovserve.config.shape import Dimension, format_sizes
-from ovserve.engine.base import TensorSpec
 from ovserve.errors import ErrorCode, InvalidInput, ShapeMismatch
-from ovserve.tensors import DataType, RequestTensor
+from ovserve.tensors import DataType, RequestTensor, TensorSpec
 
 MAX_IMAGE_PIXELS: Final = 1 << 26
 """Largest decoded image (64 Mpixel, e.g. 8192x8192): a small PNG must not expand to gigabytes."""

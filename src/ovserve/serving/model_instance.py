@@ -16,12 +16,12 @@ from pathlib import Path
 
 from ovserve.config.mapping import read_mapping
 from ovserve.config.model_config import ModelConfig
-from ovserve.engine.base import CompiledModel, InferenceEngine, TensorSpec
+from ovserve.engine.base import CompiledModel, InferenceEngine
 from ovserve.errors import ModelNotReady, ModelRetired, OvserveError, ReshapeFailed
 from ovserve.serving.auto_shape import AutoShape, Reshape, uses_auto
 from ovserve.serving.binary_inputs import decode_binary_inputs
 from ovserve.serving.validation import validate_inputs, validate_outputs
-from ovserve.tensors import InferResult, RequestTensor
+from ovserve.tensors import InferResult, RequestTensor, TensorSpec
 
 log = logging.getLogger(__name__)
 

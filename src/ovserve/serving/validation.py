@@ -14,9 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ovserve.config.shape import format_sizes
-from ovserve.engine.base import TensorSpec
 from ovserve.errors import ErrorCode, InvalidInput, ShapeMismatch
-from ovserve.tensors import RequestTensor
+from ovserve.tensors import RequestTensor, TensorSpec
 
 
 def batch_index(spec: TensorSpec) -> int | None:

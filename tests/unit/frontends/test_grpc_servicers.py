@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import grpc
 import numpy as np
 import pytest
 from google.protobuf.message import DecodeError
@@ -24,9 +26,12 @@ from ovserve.frontends._generated.tensorflow_serving.apis import (
     get_model_status_pb2,
     predict_pb2,
 )
+from ovserve.frontends.grpc_server import ErrorInterceptor
 from ovserve.frontends.kserve.grpc_servicer import KServeServicer
 from ovserve.frontends.tfserving.grpc_servicer import ModelServicer, PredictionServicer
 from ovserve.frontends.tfserving.wire import PredictRequestView
+from ovserve.metrics import Metrics
+from ovserve.serving.model_instance import ModelVersionState
 from ovserve.serving.model_manager import ModelManager
 from ovserve.serving.service import ServingService
 
@@ -49,6 +54,10 @@ def service(engine: FakeEngine, make_repo: RepoFactory) -> ServingService:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
+
+
+def build_sync(build: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(build())
 
 
 def kserve_request(
@@ -82,6 +91,94 @@ def test_kserve_model_ready_and_metadata(service: ServingService) -> None:
     assert list(metadata.versions) == ["1", "2"]
     assert metadata.platform == "OpenVINO"
     assert list(metadata.inputs[0].shape) == [-1, 3]
+
+
+def test_kserve_model_ready_is_false_for_versions_that_do_not_serve(
+    engine: FakeEngine, make_repo: RepoFactory
+) -> None:
+    async def scenario() -> list[bool]:
+        manager = ModelManager(engine)
+        model = await manager.add_model(make_repo([1, 2, 3, 4], policy=AllVersions(), broken=[3]))
+        model.versions[2].state = ModelVersionState.LOADING
+        await model.versions[4].unload()
+        servicer = KServeServicer(ServingService(manager))
+        answers = []
+        for version in ("1", "2", "3", "4"):
+            request = pb.ModelReadyRequest(name="m", version=version)
+            answers.append((await servicer.ModelReady(request, CONTEXT)).ready)
+        return answers
+
+    assert run(scenario()) == [True, False, False, False]
+
+
+# --- one data plane: each gRPC request is counted once ------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallDetails:
+    """grpc.HandlerCallDetails as the server hands it to interceptors."""
+
+    method: str
+    invocation_metadata: tuple[tuple[str, str], ...] = ()
+
+
+class AbortContext:
+    """What the interceptor needs from a servicer context: ``abort`` raises, as grpc's does."""
+
+    def __init__(self) -> None:
+        self.aborted: tuple[grpc.StatusCode, str] | None = None
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.aborted = (code, details)
+        raise grpc.RpcError(details)
+
+
+def through_interceptor(method: str, behavior: Any, request: Any) -> AbortContext:
+    """Run one call as the gRPC server would: the servicer method behind our interceptor."""
+
+    async def continuation(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(behavior)
+
+    async def call() -> AbortContext:
+        details: Any = CallDetails(method)
+        handler = await ErrorInterceptor().intercept_service(continuation, details)
+        context = AbortContext()
+        with contextlib.suppress(grpc.RpcError):
+            await handler.unary_unary(request, context)
+        return context
+
+    return run(call())
+
+
+def test_grpc_requests_are_counted_once(engine: FakeEngine, make_repo: RepoFactory) -> None:
+    async def build() -> ServingService:
+        manager = ModelManager(engine)
+        await manager.add_model(make_repo([1, 2], policy=AllVersions()))
+        return ServingService(manager, Metrics(enabled=True))
+
+    service = build_sync(build)
+    servicer = KServeServicer(service)
+    infer = "/inference.GRPCInferenceService/ModelInfer"
+    assert through_interceptor(infer, servicer.ModelInfer, kserve_request()).aborted is None
+    bad = kserve_request("1", values=(1, 2))  # decoded and refused inside the call
+    assert through_interceptor(infer, servicer.ModelInfer, bad).aborted is not None
+    predict = PredictionServicer(service).Predict
+    through_interceptor("/tensorflow.serving.PredictionService/Predict", predict, predict_request())
+
+    def sample(family: str, **labels: str) -> float | None:
+        return service.metrics.registry.get_sample_value(
+            family, {"interface": "gRPC", "name": "m", **labels}
+        )
+
+    kserve = {"api": "KServe", "method": "ModelInfer"}
+    assert sample("ovms_requests_success", **kserve, version="2") == 1
+    assert sample("ovms_requests_fail", **kserve, version="2") == 0
+    assert sample("ovms_requests_fail", **kserve, version="1") == 1
+    assert sample("ovms_requests_success", **kserve, version="1") == 0
+    tfs = {"api": "TensorFlowServing", "method": "Predict", "version": "2"}
+    assert (sample("ovms_requests_success", **tfs), sample("ovms_requests_fail", **tfs)) == (1, 0)
+    assert sample("ovms_request_time_us_count", version="2") == 2
+    assert sample("ovms_request_time_us_count", version="1") is None
 
 
 def test_kserve_infer(service: ServingService) -> None:
@@ -185,12 +282,50 @@ def test_tfs_metadata(service: ServingService) -> None:
     assert list(signatures.signature_def["serving_default"].inputs) == ["data"]
 
 
-@pytest.mark.parametrize("fields", [[], ["signature_def", "x"], ["other"]])
-def test_tfs_metadata_needs_signature_def(service: ServingService, fields: list[str]) -> None:
+@pytest.mark.parametrize(
+    "fields", [[], ["signature_def", "x"], ["signature_def", "signature_def"], ["other"]]
+)
+@pytest.mark.parametrize("name", ["m", "nope"])
+def test_tfs_metadata_needs_exactly_signature_def(
+    service: ServingService, fields: list[str], name: str
+) -> None:
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=fields)
-    request.model_spec.name = "m"
-    with pytest.raises(InvalidInput, match="metadata_field must be"):
+    request.model_spec.name = name  # checked before the model is looked up, as OVMS
+    with pytest.raises(InvalidInput) as caught:
         run(PredictionServicer(service).GetModelMetadata(request, CONTEXT))
+    assert (caught.value.code, caught.value.text) == (
+        ErrorCode.INVALID_SIGNATURE_DEF,
+        "Invalid signature name",
+    )
+
+
+def test_tfs_metadata_without_model_spec(service: ServingService) -> None:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["other"])
+    with pytest.raises(InvalidInput) as caught:
+        run(PredictionServicer(service).GetModelMetadata(request, CONTEXT))
+    assert caught.value.code is ErrorCode.MODEL_SPEC_MISSING
+
+
+def test_tfs_metadata_leaves_method_name_empty(service: ServingService) -> None:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "m"
+    request.model_spec.signature_name = "anything"
+    response = run(PredictionServicer(service).GetModelMetadata(request, CONTEXT))
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    assert signatures.signature_def["serving_default"].method_name == ""
+
+
+@pytest.mark.parametrize("signature", ["", "serving_default", "predict_images", "x"])
+def test_tfs_predict_ignores_signature_name_and_version_label(
+    service: ServingService, signature: str
+) -> None:
+    request = predict_request()
+    request.model_spec.signature_name = signature
+    request.model_spec.version_label = "stable"
+    response = run(PredictionServicer(service).Predict(request, CONTEXT))
+    assert response.model_spec.version.value == 2
+    assert np.frombuffer(response.outputs["out"].tensor_content, np.float32).tolist() == [7, 7, 7]
 
 
 def test_tfs_status(service: ServingService) -> None:

@@ -1,4 +1,4 @@
-"""KServe v2 gRPC messages ⇄ domain tensors: round trips for every datatype."""
+"""The KServe v2 gRPC codec (requests, replies, metadata) and the shared BYTES framing."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ovserve.config.shape import Dimension, Shape
-from ovserve.engine.base import TensorSpec
 from ovserve.errors import ErrorCode, InvalidInput
 from ovserve.frontends._generated.kserve import grpc_predict_v2_pb2 as pb
-from ovserve.frontends.kserve import codec
+from ovserve.frontends.kserve import datatypes, grpc_metadata, grpc_replies, grpc_requests
 from ovserve.serving.service import ModelMetadata
 from ovserve.serving.validation import validate_inputs
-from ovserve.tensors import DataType, InferResult
+from ovserve.tensors import DataType, InferResult, TensorSpec
 
 NUMERIC = [t for t in DataType if t is not DataType.BYTES]
 TYPED_FIELD = {
@@ -70,7 +69,7 @@ def typed_request(**arrays: np.ndarray[Any, Any]) -> pb.ModelInferRequest:
 
 
 def decoded(request: pb.ModelInferRequest, *specs: TensorSpec) -> dict[str, Any]:
-    return validate_inputs(specs, codec.decode_inputs(request))
+    return validate_inputs(specs, grpc_requests.decode_inputs(request))
 
 
 @pytest.mark.parametrize("datatype", NUMERIC)
@@ -81,7 +80,7 @@ def test_raw_round_trip_every_datatype(datatype: DataType) -> None:
     assert arrays["x"].dtype == datatype.numpy_dtype
     np.testing.assert_array_equal(arrays["x"], array)
 
-    response = codec.encode_result(raw_request(x=array), InferResult("m", 1, {"y": array}))
+    response = grpc_replies.encode_result(raw_request(x=array), InferResult("m", 1, {"y": array}))
     output = response.outputs[0]
     assert (output.name, output.datatype, list(output.shape)) == ("y", datatype.value, [2, 3])
     back = np.frombuffer(response.raw_output_contents[0], datatype.numpy_dtype).reshape(2, 3)
@@ -100,7 +99,7 @@ def test_fp16_needs_raw_contents() -> None:
     request = pb.ModelInferRequest(model_name="m")
     request.inputs.add(name="x", datatype="FP16", shape=[1])
     with pytest.raises(InvalidInput, match="FP16 needs raw_input_contents; input name: x"):
-        codec.decode_inputs(request)
+        grpc_requests.decode_inputs(request)
 
 
 def test_bytes_raw_round_trip() -> None:
@@ -114,9 +113,9 @@ def test_bytes_raw_round_trip() -> None:
     assert arrays["s"].tolist() == values
 
     array = np.array(values, dtype=np.object_)
-    response = codec.encode_result(request, InferResult("m", 1, {"s": array}))
+    response = grpc_replies.encode_result(request, InferResult("m", 1, {"s": array}))
     assert response.outputs[0].datatype == "BYTES"
-    assert codec.decode_bytes_elements(response.raw_output_contents[0], "s") == values
+    assert datatypes.decode_bytes_elements(response.raw_output_contents[0], "s") == values
 
 
 def test_bytes_typed_contents() -> None:
@@ -129,12 +128,12 @@ def test_bytes_typed_contents() -> None:
 
 @given(st.lists(st.binary(max_size=20), max_size=10))
 def test_bytes_elements_round_trip(values: list[bytes]) -> None:
-    encoded = codec.encode_bytes_elements(np.array([*values, b""], dtype=np.object_)[:-1])
-    assert codec.decode_bytes_elements(encoded, "s") == values
+    encoded = datatypes.encode_bytes_elements(np.array([*values, b""], dtype=np.object_)[:-1])
+    assert datatypes.decode_bytes_elements(encoded, "s") == values
 
 
 def test_bytes_output_of_str_values_is_utf8() -> None:
-    encoded = codec.encode_bytes_elements(np.array(["é"], dtype=np.object_))
+    encoded = datatypes.encode_bytes_elements(np.array(["é"], dtype=np.object_))
     assert encoded == b"\x02\x00\x00\x00" + "é".encode()
 
 
@@ -148,7 +147,7 @@ def test_bytes_output_of_str_values_is_utf8() -> None:
 )
 def test_garbage_bytes_buffers(buffer: bytes, message: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        codec.decode_bytes_elements(buffer, "s")
+        datatypes.decode_bytes_elements(buffer, "s")
     assert caught.value.code is ErrorCode.INVALID_CONTENT_SIZE
     assert message in caught.value.text
 
@@ -156,7 +155,7 @@ def test_garbage_bytes_buffers(buffer: bytes, message: str) -> None:
 @given(st.binary(max_size=64))
 def test_decode_bytes_never_crashes(buffer: bytes) -> None:
     try:
-        elements = codec.decode_bytes_elements(buffer, "s")
+        elements = datatypes.decode_bytes_elements(buffer, "s")
     except InvalidInput:
         return
     assert sum(4 + len(element) for element in elements) == len(buffer)
@@ -166,7 +165,7 @@ def test_raw_contents_count_must_match_inputs() -> None:
     request = raw_request(x=np.zeros(2, np.float32))
     request.inputs.add(name="y", datatype="FP32", shape=[1])
     with pytest.raises(InvalidInput) as caught:
-        codec.decode_inputs(request)
+        grpc_requests.decode_inputs(request)
     assert caught.value.code is ErrorCode.INVALID_CONTENT_SIZE
     assert "Expected: 2 raw_input_contents; Actual: 1" in caught.value.text
 
@@ -188,7 +187,7 @@ def test_unknown_datatype_is_a_precision_error(name: str) -> None:
     request = pb.ModelInferRequest(model_name="m")
     request.inputs.add(name="x", datatype=name, shape=[1])
     with pytest.raises(InvalidInput) as caught:
-        codec.decode_inputs(request)
+        grpc_requests.decode_inputs(request)
     assert caught.value.code is ErrorCode.INVALID_PRECISION
     assert f"Unsupported datatype {name!r}; input name: x" in caught.value.text
 
@@ -203,7 +202,7 @@ def test_typed_values_out_of_range(datatype: str, values: list[int]) -> None:
     field = TYPED_FIELD[DataType(datatype)]
     getattr(tensor.contents, field).extend(values)
     with pytest.raises(InvalidInput, match=f"Value out of range for {datatype}; input name: x"):
-        codec.decode_inputs(request)
+        grpc_requests.decode_inputs(request)
 
 
 def test_typed_contents_in_the_wrong_field_give_a_value_count_error() -> None:
@@ -217,29 +216,29 @@ def test_typed_contents_in_the_wrong_field_give_a_value_count_error() -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [("", None), ("0", 0), ("1", 1), ("42", 42)])
 def test_versions(text: str, expected: int | None) -> None:
-    assert codec.parse_version(text) == expected
+    assert grpc_requests.parse_version(text) == expected
 
 
 @pytest.mark.parametrize("text", ["-1", "v1", "1.0", " 1", "\u00b2", "\u0661"])
 def test_bad_versions(text: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        codec.parse_version(text)
+        grpc_requests.parse_version(text)
     assert caught.value.code is ErrorCode.MODEL_VERSION_INVALID_FORMAT
     assert caught.value.text == "invalid model version format in request"
 
 
 def test_requested_outputs() -> None:
     request = pb.ModelInferRequest(model_name="m")
-    assert codec.requested_outputs(request) is None
+    assert grpc_requests.requested_outputs(request) is None
     request.outputs.add(name="b")
     request.outputs.add(name="a")
-    assert codec.requested_outputs(request) == ["b", "a"]
+    assert grpc_requests.requested_outputs(request) == ["b", "a"]
 
 
 def test_result_keeps_name_version_id_and_output_order() -> None:
     request = pb.ModelInferRequest(model_name="m", id="req-7")
     outputs = {"b": np.zeros(1, np.int64), "a": np.ones((1, 2), np.float32)}
-    response = codec.encode_result(request, InferResult("m", 3, outputs))
+    response = grpc_replies.encode_result(request, InferResult("m", 3, outputs))
     assert (response.model_name, response.model_version, response.id) == ("m", "3", "req-7")
     assert [output.name for output in response.outputs] == ["b", "a"]
     assert [output.datatype for output in response.outputs] == ["INT64", "FP32"]
@@ -249,7 +248,7 @@ def test_result_keeps_name_version_id_and_output_order() -> None:
 def test_metadata_reports_ranges_as_minus_one() -> None:
     spec_in = TensorSpec("data", DataType.FP32, Shape.of(1, 3, Dimension(200, 500), -1))
     spec_out = TensorSpec("out", DataType.INT64, Shape.of(1, 5))
-    response = codec.encode_metadata(ModelMetadata("m", 2, (1, 2), [spec_in], [spec_out]))
+    response = grpc_metadata.encode_metadata(ModelMetadata("m", 2, (1, 2), [spec_in], [spec_out]))
     assert response.name == "m"
     assert list(response.versions) == ["1", "2"]
     assert response.platform == "OpenVINO"
@@ -286,6 +285,6 @@ def test_raw_round_trip_property(array: np.ndarray[Any, Any]) -> None:
     got = decoded(wire, spec)["x"]
     assert got.shape == array.shape
     assert got.tobytes() == array.tobytes()  # bit-exact, NaNs included
-    response = codec.encode_result(wire, InferResult("m", 1, {"x": got}))
+    response = grpc_replies.encode_result(wire, InferResult("m", 1, {"x": got}))
     assert response.raw_output_contents[0] == array.tobytes()
     assert list(response.outputs[0].shape) == list(array.shape)

@@ -8,7 +8,7 @@ from google.protobuf.message import DecodeError
 
 from ovserve.frontends import protobuf_wire
 from ovserve.frontends._generated.kserve import grpc_predict_v2_pb2 as pb
-from ovserve.frontends.kserve import codec, wire
+from ovserve.frontends.kserve import grpc_requests, wire
 
 
 def _request(raw_sizes: list[int]) -> pb.ModelInferRequest:
@@ -45,7 +45,7 @@ def test_small_request_takes_the_plain_parse() -> None:
 def test_decoded_inputs_point_into_the_request_bytes() -> None:
     data = _request([wire.SPLIT_MIN_BYTES]).SerializeToString()
     view = wire.parse_infer_request(data)
-    (tensor,) = codec.decode_inputs(view.message, view.raw_inputs)
+    (tensor,) = grpc_requests.decode_inputs(view.message, view.raw_inputs)
     array = np.frombuffer(tensor.data, dtype=np.uint8)  # type: ignore[arg-type]
     assert np.shares_memory(array, np.frombuffer(data, dtype=np.uint8))
 

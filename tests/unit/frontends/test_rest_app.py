@@ -14,11 +14,11 @@ import pytest
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.version_policy import AllVersions
 from ovserve.engine.fake_engine import FakeEngine
-from ovserve.frontends.request_metrics import attach
 from ovserve.frontends.rest.app import RestApp
 from ovserve.frontends.rest.http import Request
-from ovserve.frontends.rest.server import build_app
+from ovserve.frontends.rest_api import build_app
 from ovserve.metrics import Metrics
+from ovserve.serving.model_instance import ModelVersionState
 from ovserve.serving.model_manager import ModelManager
 from ovserve.serving.service import ServingService
 
@@ -49,12 +49,13 @@ def call(
     return Reply(response.status, dict(response.headers), response.body, response.content_type)
 
 
-@pytest.fixture
-def service(engine: FakeEngine, make_repo: RepoFactory) -> ServingService:
+def build_service(
+    engine: FakeEngine, config: ModelConfig, metrics: Metrics | None = None
+) -> ServingService:
     async def build() -> ServingService:
         manager = ModelManager(engine)
-        await manager.add_model(make_repo([1, 2], policy=AllVersions()))
-        built = ServingService(manager)
+        await manager.add_model(config)
+        built = ServingService(manager, metrics)
         built.ready = True
         return built
 
@@ -62,15 +63,18 @@ def service(engine: FakeEngine, make_repo: RepoFactory) -> ServingService:
 
 
 @pytest.fixture
-def metrics(service: ServingService) -> Metrics:
-    metrics = Metrics(enabled=True)
-    attach(metrics, service)
-    return metrics
+def metrics() -> Metrics:
+    return Metrics(enabled=True)
 
 
 @pytest.fixture
-def app(service: ServingService, metrics: Metrics) -> RestApp:
-    return build_app(service, metrics)
+def service(engine: FakeEngine, make_repo: RepoFactory, metrics: Metrics) -> ServingService:
+    return build_service(engine, make_repo([1, 2], policy=AllVersions()), metrics)
+
+
+@pytest.fixture
+def app(service: ServingService) -> RestApp:
+    return build_app(service)
 
 
 def infer_body(values: list[float] | None = None, **extra: Any) -> bytes:
@@ -221,7 +225,50 @@ def test_metrics_endpoint_serves_prometheus_text(app: RestApp) -> None:
     assert call(app, "POST", "/metrics").status == 406
 
 
-def test_no_metrics_endpoint_when_disabled(service: ServingService) -> None:
-    disabled = build_app(service, Metrics(enabled=False))
+def test_no_metrics_endpoint_when_disabled(engine: FakeEngine, make_repo: RepoFactory) -> None:
+    disabled = build_app(build_service(engine, make_repo([1, 2], policy=AllVersions())))
     assert call(disabled, "GET", "/metrics").status == 404
     assert call(disabled, "POST", "/v2/models/m/infer", infer_body()).status == 200
+
+
+def test_rest_requests_are_counted_once(app: RestApp, metrics: Metrics) -> None:
+    assert call(app, "POST", "/v2/models/m/infer", infer_body()).status == 200
+    # Refused while decoding the body, inside the call: one failure for the resolved version.
+    assert call(app, "POST", "/v2/models/m/versions/1/infer", b"{not json").status == 400
+    assert call(app, "POST", "/v1/models/m:predict", b'{"instances": [[1, 1, 1]]}').status == 200
+    assert call(app, "POST", "/v1/models/m/versions/1:predict", b'{"instances": 3}').status == 400
+    # A bad body for an unknown model: the body's error (as OVMS), counted nowhere.
+    reply = call(app, "POST", "/v2/models/nope/infer", b"{not json")
+    assert (reply.status, reply.json()["error"][:26]) == (400, "The file is not valid json")
+    assert b'name="nope"' not in metrics.render()
+    kserve = {"api": "KServe", "interface": "REST", "method": "ModelInfer"}
+    tfs = {"api": "TensorFlowServing", "interface": "REST", "method": "Predict"}
+    for labels, version, ok, failed in (
+        (kserve, "2", 1, 0),
+        (kserve, "1", 0, 1),
+        (tfs, "2", 1, 0),
+        (tfs, "1", 0, 1),
+    ):
+        assert sample(metrics, "ovms_requests_success", **labels, version=version) == ok
+        assert sample(metrics, "ovms_requests_fail", **labels, version=version) == failed
+    assert sample(metrics, "ovms_request_time_us_count", interface="REST", version="2") == 2
+    assert sample(metrics, "ovms_request_time_us_count", interface="REST", version="1") is None
+    assert sample(metrics, "ovms_inference_time_us_count", version="2") == 2
+
+
+@pytest.mark.parametrize("state", ["loading", "failed", "retired"])
+def test_readiness_of_a_version_that_does_not_serve(
+    engine: FakeEngine, make_repo: RepoFactory, state: str
+) -> None:
+    service = build_service(engine, make_repo([1, 2], policy=AllVersions(), broken=[2]))
+    model = service.models.get("m")
+    if state == "loading":
+        model.versions[2].state = ModelVersionState.LOADING
+    elif state == "retired":
+        asyncio.run(model.versions[1].unload())
+    version = 1 if state == "retired" else 2
+    reply = call(build_app(service), "GET", f"/v2/models/m/versions/{version}/ready")
+    assert (reply.status, reply.json()) == (
+        404,
+        {"error": "Model with requested version is not loaded yet"},
+    )

@@ -11,7 +11,6 @@ import orjson
 import pytest
 
 from ovserve.config.shape import Shape
-from ovserve.engine.base import TensorSpec
 from ovserve.errors import ErrorCode, InvalidInput
 from ovserve.frontends.kserve.rest_codec import (
     InferRequest,
@@ -22,7 +21,7 @@ from ovserve.frontends.kserve.rest_codec import (
     parse_header_length,
 )
 from ovserve.serving.service import ModelMetadata
-from ovserve.tensors import DataType, InferResult
+from ovserve.tensors import DataType, InferResult, TensorSpec
 
 
 def body(document: dict[str, Any], *binary: bytes) -> tuple[bytes, int | None]:

@@ -11,7 +11,6 @@ import orjson
 import pytest
 
 from ovserve.config.shape import Shape
-from ovserve.engine.base import TensorSpec
 from ovserve.errors import ErrorCode, InvalidInput
 from ovserve.frontends.tfserving.rest_codec import (
     Order,
@@ -23,7 +22,7 @@ from ovserve.frontends.tfserving.rest_codec import (
 )
 from ovserve.serving.model_instance import ModelVersionState, VersionStatus
 from ovserve.serving.service import ModelMetadata
-from ovserve.tensors import DataType, InferResult, RequestTensor
+from ovserve.tensors import DataType, InferResult, RequestTensor, TensorSpec
 
 ONE = [TensorSpec("x", DataType.FP32, Shape.of(-1, 2))]
 TWO = [*ONE, TensorSpec("k", DataType.INT64, Shape.of(-1))]
@@ -203,6 +202,7 @@ def test_metadata_is_protobuf_json() -> None:
     assert document["modelSpec"] == {"name": "m", "version": "2", "signatureName": ""}
     signature = document["metadata"]["signature_def"]
     assert signature["@type"] == "type.googleapis.com/tensorflow.serving.SignatureDefMap"
+    assert signature["signatureDef"]["serving_default"]["methodName"] == ""  # as OVMS prints it
     x = signature["signatureDef"]["serving_default"]["inputs"]["x"]
     assert x["dtype"] == "DT_FLOAT"
     assert [dim["size"] for dim in x["tensorShape"]["dim"]] == ["-1", "2"]

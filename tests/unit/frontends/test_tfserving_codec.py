@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ovserve.config.shape import Dimension, Shape
-from ovserve.engine.base import TensorSpec
 from ovserve.errors import ErrorCode, InvalidInput, ModelNotFound
 from ovserve.frontends._generated.tensorflow.core.framework import tensor_pb2, types_pb2
 from ovserve.frontends._generated.tensorflow.core.protobuf import error_codes_pb2
@@ -24,7 +23,7 @@ from ovserve.frontends.tfserving import codec
 from ovserve.serving.model_instance import ModelVersionState, VersionStatus
 from ovserve.serving.service import ModelMetadata
 from ovserve.serving.validation import validate_inputs
-from ovserve.tensors import DataType
+from ovserve.tensors import DataType, TensorSpec
 
 DT = types_pb2.DataType
 NUMERIC = [t for t in DataType if t is not DataType.BYTES]
@@ -195,9 +194,23 @@ def test_model_spec_errors() -> None:
     assert missing.value.text == "model_spec missing in request"
     with pytest.raises(ModelNotFound):
         codec.parse_model_spec(model_pb2.ModelSpec(), True)
-    with pytest.raises(InvalidInput) as signature:
-        codec.parse_model_spec(model_pb2.ModelSpec(name="m", signature_name="other"), True)
-    assert signature.value.text == "Invalid signature name"
+
+
+@pytest.mark.parametrize("signature", ["", "serving_default", "predict_images"])
+def test_signature_name_is_ignored(signature: str) -> None:
+    spec = model_pb2.ModelSpec(name="m", signature_name=signature)
+    assert codec.parse_model_spec(spec, True) == ("m", None)
+
+
+@pytest.mark.parametrize("fields", [[], ["signature_def"] * 2, ["x"], ["signature_def", "x"]])
+def test_metadata_fields_must_be_exactly_signature_def(fields: list[str]) -> None:
+    codec.check_metadata_fields(["signature_def"])
+    with pytest.raises(InvalidInput) as caught:
+        codec.check_metadata_fields(fields)
+    assert (caught.value.code, caught.value.text) == (
+        ErrorCode.INVALID_SIGNATURE_DEF,
+        "Invalid signature name",
+    )
 
 
 def test_reply_model_spec() -> None:
@@ -222,7 +235,7 @@ def test_metadata_signature_def() -> None:
     signatures = get_model_metadata_pb2.SignatureDefMap()
     assert packed.Unpack(signatures)
     signature = signatures.signature_def["serving_default"]
-    assert signature.method_name == "tensorflow/serving/predict"
+    assert signature.method_name == ""  # OVMS leaves it empty
     info = signature.inputs["data"]
     assert (info.name, info.dtype) == ("data", DT.DT_FLOAT)
     assert [dim.size for dim in info.tensor_shape.dim] == [1, 3, -1, -1]

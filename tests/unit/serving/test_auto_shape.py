@@ -16,14 +16,13 @@ import pytest
 from ovserve.config.mapping import TensorMapping
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.shape import ANONYMOUS_INPUT, AUTO, Dimension, Shape
-from ovserve.engine.base import TensorSpec
 from ovserve.engine.fake_engine import FakeCompiledModel
 from ovserve.errors import ConfigError, ModelNotReady, ReshapeFailed, ShapeMismatch
 from ovserve.serving import model_instance
 from ovserve.serving.auto_shape import AutoShape, Reshape
 from ovserve.serving.model_instance import ModelInstance
 from ovserve.serving.model_manager import ModelManager
-from ovserve.tensors import DataType, RequestTensor
+from ovserve.tensors import DataType, RequestTensor, TensorSpec
 
 T = TypeVar("T")
 FP32 = DataType.FP32

@@ -12,10 +12,9 @@ import numpy.typing as npt
 import pytest
 
 from ovserve.config.shape import Dimension, Shape
-from ovserve.engine.base import TensorSpec
 from ovserve.errors import ErrorCode, InvalidInput
 from ovserve.serving.binary_inputs import decode_binary_inputs
-from ovserve.tensors import DataType, RequestTensor
+from ovserve.tensors import DataType, RequestTensor, TensorSpec
 
 RNG = np.random.default_rng(3)
 

@@ -16,6 +16,7 @@ import pytest
 from ovserve.config.config_file import read_config_file
 from ovserve.engine.fake_engine import FakeEngine
 from ovserve.errors import ConfigError, ModelRetired, VersionNotFound
+from ovserve.metrics import GRPC, TFS, Endpoint
 from ovserve.serving.model_instance import ModelVersionState as S
 from ovserve.serving.model_manager import ModelManager
 from ovserve.serving.reloader import CONFIG_NOT_FOUND, RELOAD_FAILED, Reloader
@@ -28,6 +29,10 @@ AddVersion = Callable[..., Path]
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
+
+
+INFER = Endpoint(TFS, GRPC, "Predict", versioned=True)
+STATUS = Endpoint(TFS, GRPC, "GetModelStatus", versioned=False)
 
 
 class Repo:
@@ -57,10 +62,10 @@ class Repo:
         await self.reloader.apply(read_config_file(self.path))
 
     def states(self, name: str) -> dict[int, S]:
-        return {status.version: status.state for status in self.service.model_status(name)}
+        return {status.version: status.state for status in self.service.model_status(STATUS, name)}
 
     def errors(self, name: str) -> dict[int, str]:
-        return {status.version: status.error for status in self.service.model_status(name)}
+        return {status.version: status.error for status in self.service.model_status(STATUS, name)}
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -290,7 +295,7 @@ def test_in_flight_request_finishes_across_a_recompile(repo: Repo) -> None:
         await repo.start()
         fake.infer = slow_infer  # type: ignore[method-assign]
         tensor = RequestTensor("data", DataType.FP32, (1, 3), np.ones(3, np.float32))
-        request = asyncio.create_task(repo.service.infer("a", None, [tensor]))
+        request = asyncio.create_task(repo.service.infer(INFER, "a", None, [tensor]))
         await asyncio.sleep(0)
         old = repo.models.instance("a")
         repo.write(entry("a", "a", nireq=2))

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from ovserve.config.shape import Dimension, Shape
-from ovserve.engine.base import TensorSpec
 from ovserve.errors import ErrorCode, InvalidInput, ShapeMismatch
 from ovserve.serving.validation import batch_index, validate_inputs, validate_outputs
-from ovserve.tensors import DataType, RequestTensor
+from ovserve.tensors import DataType, RequestTensor, TensorSpec
 
 FP32 = DataType.FP32
 RANGE = Dimension.range(200, 500)

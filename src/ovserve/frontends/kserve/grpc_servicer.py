@@ -10,14 +10,21 @@ import grpc
 from ovserve.errors import OvserveError
 from ovserve.frontends._generated.kserve import grpc_predict_v2_pb2 as pb
 from ovserve.frontends._generated.kserve import grpc_predict_v2_pb2_grpc as pb_grpc
-from ovserve.frontends.kserve import codec
+from ovserve.frontends.kserve.grpc_metadata import encode_metadata
+from ovserve.frontends.kserve.grpc_replies import encode_result
+from ovserve.frontends.kserve.grpc_requests import decode_inputs, parse_version, requested_outputs
 from ovserve.frontends.kserve.wire import InferRequestView, parse_infer_request
+from ovserve.metrics import GRPC, KSERVE, Endpoint
 from ovserve.serving.service import ServingService
 
 REQUEST_PARSERS: dict[str, Callable[[bytes], Any]] = {
     "/inference.GRPCInferenceService/ModelInfer": parse_infer_request,
 }
 """Methods whose request bytes are read by our own parser instead of the generated one."""
+
+INFER = Endpoint(KSERVE, GRPC, "ModelInfer", versioned=True)
+METADATA = Endpoint(KSERVE, GRPC, "ModelMetadata", versioned=True)
+READY = Endpoint(KSERVE, GRPC, "ModelReady", versioned=False)
 
 
 class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -49,16 +56,16 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelReadyResponse:
-        """Whether the (default) version serves."""
-        version = codec.parse_version(request.version)
-        return pb.ModelReadyResponse(ready=self._service.model_ready(request.name, version))
+        """Whether the (default) version serves: OK with ``ready: false`` while it does not."""
+        version = parse_version(request.version)
+        return pb.ModelReadyResponse(ready=self._service.model_ready(READY, request.name, version))
 
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelMetadataResponse:
         """Inputs and outputs of the (default) version."""
-        version = codec.parse_version(request.version)
-        return codec.encode_metadata(self._service.model_metadata(request.name, version))
+        version = parse_version(request.version)
+        return encode_metadata(self._service.model_metadata(METADATA, request.name, version))
 
     async def ModelInfer(
         self,
@@ -68,13 +75,11 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         """One inference; replies in ``raw_output_contents``."""
         view = request if isinstance(request, InferRequestView) else InferRequestView.of(request)
         message = view.message
-        result = await self._service.infer(
-            message.model_name,
-            codec.parse_version(message.model_version),
-            codec.decode_inputs(message, view.raw_inputs),
-            codec.requested_outputs(message),
-        )
-        return codec.encode_result(message, result)
+        version = parse_version(message.model_version)
+        with self._service.call(INFER, message.model_name, version) as call:
+            inputs = decode_inputs(message, view.raw_inputs)
+            result = await call.infer(inputs, requested_outputs(message))
+            return encode_result(message, result)
 
     async def ModelStreamInfer(
         self,

@@ -17,9 +17,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from ovserve.engine.base import TensorSpec
 from ovserve.errors import ErrorCode, InvalidInput
-from ovserve.frontends.kserve.codec import (
+from ovserve.frontends.kserve.datatypes import (
     datatype_from_wire,
     decode_bytes_elements,
     encode_bytes_elements,
@@ -27,7 +26,7 @@ from ovserve.frontends.kserve.codec import (
 from ovserve.frontends.rest.http import dump_json
 from ovserve.frontends.rest.json_body import parse_json
 from ovserve.serving.service import ModelMetadata
-from ovserve.tensors import DataType, InferResult, RequestTensor
+from ovserve.tensors import DataType, InferResult, RequestTensor, TensorSpec
 
 PLATFORM: Final = "OpenVINO"
 MAX_HEADER_LENGTH: Final = 2**31 - 1

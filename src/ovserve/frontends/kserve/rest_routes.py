@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ovserve.errors import ModelNotReady, ServerNotReady
+from ovserve.errors import ServerNotReady
 from ovserve.frontends.kserve import rest_codec
 from ovserve.frontends.rest.http import OCTET_STREAM, Request, Response
 from ovserve.frontends.rest.router import Route, route, version_of
@@ -29,31 +29,28 @@ class KServeRest:
         header_length = rest_codec.parse_header_length(
             request.header(b"inference-header-content-length")
         )
-        parsed = rest_codec.decode_infer_request(request.body, header_length)
-        result = await self._service.infer(
-            match.group("name"), version_of(match), parsed.inputs, parsed.outputs
-        )
-        body, json_length = rest_codec.encode_infer_response(result, parsed)
+        # Lazy: as OVMS, a malformed body is reported even when the model is unknown.
+        with self._service.call(INFER, match.group("name"), version_of(match), lazy=True) as call:
+            parsed = rest_codec.decode_infer_request(request.body, header_length)
+            result = await call.infer(parsed.inputs, parsed.outputs)
+            body, json_length = rest_codec.encode_infer_response(result, parsed)
         if json_length is None:
-            return Response(body=body, version=result.model_version, result=result)
+            return Response(body=body)
         return Response(
             body=body,
             content_type=OCTET_STREAM,
             headers=((b"inference-header-content-length", str(json_length).encode()),),
-            version=result.model_version,
-            result=result,
         )
 
     async def model_ready(self, request: Request, match: re.Match[str]) -> Response:
         """``GET .../ready``: 200 with an empty body, or 404 while the version is not ready."""
-        if not self._service.model_ready(match.group("name"), version_of(match)):
-            raise ModelNotReady()
+        self._service.require_ready(READY, match.group("name"), version_of(match))
         return Response()
 
     async def model_metadata(self, request: Request, match: re.Match[str]) -> Response:
         """``GET /v2/models/{m}[/versions/{v}]``."""
-        metadata = self._service.model_metadata(match.group("name"), version_of(match))
-        return Response(body=rest_codec.encode_metadata(metadata), version=metadata.version)
+        metadata = self._service.model_metadata(METADATA, match.group("name"), version_of(match))
+        return Response(body=rest_codec.encode_metadata(metadata))
 
     async def server_live(self, request: Request, match: re.Match[str]) -> Response:
         """``GET /v2/health/live``: live while the process answers."""
@@ -78,9 +75,9 @@ def kserve_routes(service: ServingService) -> list[Route]:
     """The KServe v2 REST routes, inference first."""
     handlers = KServeRest(service)
     return [
-        route("POST", _MODEL + "/infer", handlers.infer, INFER),
-        route("GET", _MODEL + "/ready", handlers.model_ready, READY),
-        route("GET", _MODEL + "/?", handlers.model_metadata, METADATA),
+        route("POST", _MODEL + "/infer", handlers.infer),
+        route("GET", _MODEL + "/ready", handlers.model_ready),
+        route("GET", _MODEL + "/?", handlers.model_metadata),
         route("GET", "/v2/health/live", handlers.server_live),
         route("GET", "/v2/health/ready", handlers.server_ready),
         route("GET", "/v2/?", handlers.server_metadata),

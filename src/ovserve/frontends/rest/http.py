@@ -9,7 +9,6 @@ import orjson
 
 from ovserve.errors import ErrorCode, OvserveError
 from ovserve.frontends.status_mapping import http_status
-from ovserve.tensors import InferResult
 
 JSON: Final = b"application/json"
 OCTET_STREAM: Final = b"application/octet-stream"
@@ -37,26 +36,17 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """What a handler answers; ``version`` and ``result`` feed the request metrics."""
+    """What a handler answers."""
 
     status: int = 200
     body: bytes = b""
     content_type: bytes = JSON
     headers: tuple[tuple[bytes, bytes], ...] = ()
-    version: int | None = None
-    """The model version that served the request, when there is one."""
-    result: InferResult | None = None
-    """The inference result, for the latency histograms."""
 
 
 def dump_json(payload: Any) -> bytes:
     """JSON bytes; numpy arrays serialize natively."""
     return orjson.dumps(payload, option=_DUMP_OPTIONS)
-
-
-def json_response(payload: Any, status: int = 200, version: int | None = None) -> Response:
-    """A JSON reply."""
-    return Response(status, dump_json(payload), version=version)
 
 
 def error_response(error: OvserveError) -> Response:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from ovserve.errors import ErrorCode
 from ovserve.frontends.rest.http import Request, Response, rest_error
-from ovserve.metrics import Endpoint
 
 Handler = Callable[[Request, "re.Match[str]"], Awaitable[Response]]
 
@@ -26,13 +25,11 @@ class Route:
     method: str
     pattern: re.Pattern[str]
     handler: Handler
-    counted: Endpoint | None = None
-    """The metrics endpoint this route counts as, if any."""
 
 
-def route(method: str, pattern: str, handler: Handler, counted: Endpoint | None = None) -> Route:
+def route(method: str, pattern: str, handler: Handler) -> Route:
     """A route whose pattern must match the whole path."""
-    return Route(method, re.compile(pattern), handler, counted)
+    return Route(method, re.compile(pattern), handler)
 
 
 class Router:

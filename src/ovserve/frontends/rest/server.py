@@ -1,25 +1,21 @@
-"""The HTTP server: the REST app behind :class:`HttpProtocol` on the running (uv)loop."""
+"""The HTTP transport: a request handler behind :class:`HttpProtocol` on the running (uv)loop.
+
+It knows sockets, addresses and shutdown only; the APIs it serves are assembled above it
+(``frontends/rest_api.py``) and handed in as one ``handle`` callable.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 
 from ovserve.config.server_config import ServerConfig
 from ovserve.errors import ConfigError
-from ovserve.frontends.grpc_server import bind_targets
-from ovserve.frontends.kserve.rest_routes import kserve_routes
-from ovserve.frontends.rest.app import RestApp
-from ovserve.frontends.rest.http import Request, Response
-from ovserve.frontends.rest.protocol import HttpProtocol, ServerState
-from ovserve.frontends.rest.router import Route, Router, route
-from ovserve.frontends.tfserving.rest_routes import tfs_routes
-from ovserve.metrics import Metrics
-from ovserve.serving.service import ServingService
+from ovserve.frontends.bind import bind_targets, host_of, port_in_use
+from ovserve.frontends.rest.protocol import Handle, HttpProtocol, ServerState
 
 log = logging.getLogger(__name__)
-
-PROMETHEUS_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 class RestFrontend:
@@ -46,37 +42,25 @@ class RestFrontend:
             await server.wait_closed()
 
 
-def build_app(service: ServingService, metrics: Metrics) -> RestApp:
-    """The app with every route; ``/metrics`` exists only when metrics are enabled."""
-    routes: list[Route] = [*kserve_routes(service), *tfs_routes(service)]
-    if metrics.enabled:
-
-        async def scrape(request: Request, match: object) -> Response:
-            return Response(body=metrics.render(), content_type=PROMETHEUS_TEXT)
-
-        routes.append(route("GET", "/metrics", scrape))
-    return RestApp(Router(routes), service, metrics)
-
-
-async def start_rest_server(
-    service: ServingService, config: ServerConfig, metrics: Metrics
-) -> RestFrontend:
-    """Serve the REST APIs on ``--rest_port`` at every ``--rest_bind_address``."""
-    app = build_app(service, metrics)
+async def start_http_server(handle: Handle, config: ServerConfig) -> RestFrontend:
+    """Serve ``handle`` on ``--rest_port`` at every ``--rest_bind_address``."""
     state = ServerState()
     limit = config.max_rest_body_bytes
 
     def protocol() -> HttpProtocol:
-        return HttpProtocol(app.handle, state, limit)
+        return HttpProtocol(handle, state, limit)
 
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
     for target in bind_targets(config.rest_bind_address, config.rest_port):
-        host = target.rsplit(":", 1)[0].strip("[]")
         try:
-            servers.append(await loop.create_server(protocol, host=host, port=config.rest_port))
+            servers.append(
+                await loop.create_server(protocol, host=host_of(target), port=config.rest_port)
+            )
         except OSError as error:
             for server in servers:
                 server.close()
+            if error.errno == errno.EADDRINUSE:
+                raise port_in_use("REST", target, config.rest_port) from None
             raise ConfigError(f"Cannot bind REST to {target}: {error.strerror}") from None
     return RestFrontend(servers, state)

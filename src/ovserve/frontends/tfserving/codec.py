@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ovserve.engine.base import TensorSpec
 from ovserve.errors import ErrorCode, InvalidInput, ModelNotFound
 from ovserve.frontends._generated.tensorflow.core.framework import tensor_pb2, types_pb2
 from ovserve.frontends._generated.tensorflow.core.protobuf import error_codes_pb2, meta_graph_pb2
@@ -18,10 +18,10 @@ from ovserve.frontends._generated.tensorflow_serving.apis import (
 )
 from ovserve.serving.model_instance import VersionStatus
 from ovserve.serving.service import ModelMetadata
-from ovserve.tensors import DataType, RequestTensor
+from ovserve.tensors import DataType, RequestTensor, TensorSpec
 
 SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
+METADATA_FIELD = "signature_def"
 
 _DT = types_pb2.DataType
 DT_TO_DATATYPE: dict[types_pb2.DataType.ValueType, DataType] = {
@@ -59,15 +59,22 @@ _TYPED_FIELD: dict[DataType, str] = {
 
 
 def parse_model_spec(spec: model_pb2.ModelSpec, has_spec: bool) -> tuple[str, int | None]:
-    """Model name and version (None: default); the signature must be ``serving_default``."""
+    """Model name and version (None: default).
+
+    Like OVMS, ``signature_name`` and ``version_label`` are ignored: a model has one signature.
+    """
     if not has_spec:
         raise InvalidInput(code=ErrorCode.MODEL_SPEC_MISSING)
     if not spec.name:
         raise ModelNotFound()
-    if spec.signature_name not in ("", SIGNATURE):
-        raise InvalidInput(code=ErrorCode.INVALID_SIGNATURE_DEF)
     version = spec.version.value if spec.HasField("version") else None
     return spec.name, version or None
+
+
+def check_metadata_fields(fields: Sequence[str]) -> None:
+    """OVMS answers exactly one ``metadata_field``, ``signature_def``; else INVALID_ARGUMENT."""
+    if list(fields) != [METADATA_FIELD]:
+        raise InvalidInput(code=ErrorCode.INVALID_SIGNATURE_DEF)
 
 
 def datatype_of(dtype: types_pb2.DataType.ValueType, input_name: str) -> DataType:
@@ -138,8 +145,11 @@ def _tensor_info(spec: TensorSpec) -> meta_graph_pb2.TensorInfo:
 
 
 def encode_metadata(metadata: ModelMetadata) -> get_model_metadata_pb2.GetModelMetadataResponse:
-    """A SignatureDefMap with one ``serving_default`` signature (dynamic dimensions as -1)."""
-    signature = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
+    """A SignatureDefMap with one ``serving_default`` signature (dynamic dimensions as -1).
+
+    ``method_name`` stays empty, as in OVMS's reply.
+    """
+    signature = meta_graph_pb2.SignatureDef()
     for spec in metadata.inputs:
         signature.inputs[spec.name].CopyFrom(_tensor_info(spec))
     for spec in metadata.outputs:
@@ -149,7 +159,7 @@ def encode_metadata(metadata: ModelMetadata) -> get_model_metadata_pb2.GetModelM
     response = get_model_metadata_pb2.GetModelMetadataResponse(
         model_spec=encode_model_spec(metadata.name, metadata.version, signature=False)
     )
-    response.metadata["signature_def"].Pack(signature_map)
+    response.metadata[METADATA_FIELD].Pack(signature_map)
     return response
 
 

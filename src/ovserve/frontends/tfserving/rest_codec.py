@@ -19,14 +19,13 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf import json_format
 
-from ovserve.engine.base import TensorSpec
 from ovserve.errors import ErrorCode, InvalidInput
 from ovserve.frontends.rest.http import dump_json
 from ovserve.frontends.rest.json_body import parse_json
 from ovserve.frontends.tfserving import codec
 from ovserve.serving.model_instance import VersionStatus
 from ovserve.serving.service import ModelMetadata
-from ovserve.tensors import DataType, InferResult, RequestTensor
+from ovserve.tensors import DataType, InferResult, RequestTensor, TensorSpec
 
 
 class Order(enum.Enum):

@@ -31,22 +31,17 @@ class TfsRest:
         """``POST /v1/models/{m}[/versions/{v}]:predict`` in row or column format."""
         if match.group("verb") != "predict":
             raise rest_error(ErrorCode.REST_NOT_FOUND)
-        name, version = match.group("name"), version_of(match)
-        specs = self._service.model_metadata(name, version).inputs
-        parsed = rest_codec.decode_predict(request.body, specs)
-        result = await self._service.infer(name, version, parsed.inputs)
-        return Response(
-            body=rest_codec.encode_predict(result, parsed.order),
-            version=result.model_version,
-            result=result,
-        )
+        with self._service.call(PREDICT, match.group("name"), version_of(match)) as call:
+            parsed = rest_codec.decode_predict(request.body, call.inputs)
+            result = await call.infer(parsed.inputs)
+            return Response(body=rest_codec.encode_predict(result, parsed.order))
 
     async def status(self, request: Request, match: re.Match[str]) -> Response:
         """``GET /v1/models/{m}[/versions/{v}]``: every version, or one."""
         name = match.group("name")
         if not name:
             raise ModelNotFound()
-        statuses = self._service.model_status(name, version_of(match))
+        statuses = self._service.model_status(STATUS, name, version_of(match))
         return Response(body=rest_codec.encode_status(name, statuses))
 
     async def metadata(self, request: Request, match: re.Match[str]) -> Response:
@@ -54,8 +49,8 @@ class TfsRest:
         name = match.group("name")
         if not name:
             raise ModelNotFound()
-        metadata = self._service.model_metadata(name, version_of(match))
-        return Response(body=rest_codec.encode_metadata(metadata), version=metadata.version)
+        metadata = self._service.model_metadata(METADATA, name, version_of(match))
+        return Response(body=rest_codec.encode_metadata(metadata))
 
     async def config_status(self, request: Request, match: re.Match[str]) -> Response:
         """``GET /v1/config``: every model's version statuses."""
@@ -72,9 +67,9 @@ def tfs_routes(service: ServingService) -> list[Route]:
     """The TF Serving REST routes and OVMS's config endpoints."""
     handlers = TfsRest(service)
     return [
-        route("POST", _PREDICT, handlers.predict, PREDICT),
-        route("GET", _STATUS + "/metadata", handlers.metadata, METADATA),
-        route("GET", _STATUS, handlers.status, STATUS),
+        route("POST", _PREDICT, handlers.predict),
+        route("GET", _STATUS + "/metadata", handlers.metadata),
+        route("GET", _STATUS, handlers.status),
         route("POST", "/v1/config/reload", handlers.config_reload),
         route("GET", "/v1/config", handlers.config_status),
     ]

@@ -1,0 +1,56 @@
+"""Listening addresses shared by both transports, and a clear answer when a port is taken.
+
+gRPC's C core reports a taken port with its own log line and a generic "Failed to bind"; a
+person starting the server should read one line that names the port and says it is in use, so
+each address is tried with a plain socket first.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from ovserve.errors import ConfigError
+
+
+def bind_targets(addresses: str, port: int) -> list[str]:
+    """``host:port`` for each address of a comma list (IPv6 in brackets)."""
+    targets = []
+    for address in (part.strip() for part in addresses.split(",")):
+        if not address:
+            continue
+        host = f"[{address}]" if ":" in address and not address.startswith("[") else address
+        targets.append(f"{host}:{port}")
+    return targets
+
+
+def host_of(target: str) -> str:
+    """The host part of a ``host:port`` target, without IPv6 brackets."""
+    return target.rsplit(":", 1)[0].strip("[]")
+
+
+def port_in_use(what: str, target: str, port: int) -> ConfigError:
+    """The one start-up line for a taken port."""
+    return ConfigError(f"{what} port {port} is already in use (binding {target})")
+
+
+def check_free(what: str, target: str, port: int) -> None:
+    """Raise :func:`port_in_use` when something already listens on ``target``.
+
+    Other bind failures (an address this host does not have) are left to the server's own bind,
+    which reports them.
+    """
+    host = host_of(target)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # The servers bind with SO_REUSEADDR too: only a live listener makes this fail.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise port_in_use(what, target, port) from None
