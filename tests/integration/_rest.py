@@ -60,9 +60,10 @@ def encode(pixels: npt.NDArray[Any], ext: str) -> bytes:
 def as_model_input(encoded: bytes, size: tuple[int, int]) -> npt.NDArray[np.float32]:
     """What the server makes of an encoded image for an FP32 NHWC input of ``size`` (h, w)."""
     decoded = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded is not None, "OpenCV could not decode the image"
     height, width = size
     resized = cv2.resize(decoded.astype(np.float32), (width, height))
-    return resized[np.newaxis]
+    return np.asarray(resized[np.newaxis], dtype=np.float32)
 
 
 def scrape(base_url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

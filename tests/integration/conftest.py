@@ -17,7 +17,7 @@ See ``_server.py`` (process control) and ``_models.py`` (model builders, referen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ LOG_TAIL_CHARS = 6000
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[pytest.TestReport]:
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """On a failure, attach the tail of every running server's log to the report."""
     report: pytest.TestReport = yield
     if report.failed:

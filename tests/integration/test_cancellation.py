@@ -6,6 +6,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
@@ -13,7 +14,7 @@ from _models import reference, save_ir, slow_model
 from _server import F32_FLAGS, ServerPool
 
 
-def _request(x: np.ndarray[object, np.dtype[np.float32]]) -> service_pb2.ModelInferRequest:
+def _request(x: npt.NDArray[np.float32]) -> service_pb2.ModelInferRequest:
     request = service_pb2.ModelInferRequest(model_name="slow")
     request.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
     request.raw_input_contents.append(x.tobytes())

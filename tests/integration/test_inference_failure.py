@@ -7,6 +7,8 @@ to the server log only; the server keeps serving.
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import numpy as np
 import openvino as ov
@@ -49,10 +51,9 @@ def grpc_infer(server: ServerProcess, values: list[float]) -> service_pb2.ModelI
 
 
 def rest_infer(server: ServerProcess, values: list[float]) -> requests.Response:
-    body = {
-        "inputs": [{"name": "data", "shape": [len(values)], "datatype": "FP32", "data": values}]
-    }
-    return requests.post(f"{server.rest_url}/v2/models/r/infer", json=body, timeout=30)
+    tensor = {"name": "data", "shape": [len(values)], "datatype": "FP32", "data": values}
+    body = json.dumps({"inputs": [tensor]})
+    return requests.post(f"{server.rest_url}/v2/models/r/infer", data=body, timeout=30)
 
 
 def test_grpc_answers_internal_with_ovms_text(server: ServerProcess) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ def states(server: ServerProcess, name: str) -> dict[int, str]:
 
 def config_server(
     tmp_path: Path, entries: list[dict[str, Any]], *extra: str
-) -> tuple[Path, Iterator[ServerProcess]]:
+) -> tuple[Path, AbstractContextManager[ServerProcess]]:
     config = tmp_path / "config.json"
     write_json_atomically(config, {"model_config_list": entries})
     args = ["--config_path", str(config), "--file_system_poll_wait_seconds", POLL, *extra]

@@ -12,6 +12,7 @@ import json
 import struct
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
@@ -72,7 +73,7 @@ def http_bytes(encoded: bytes) -> triton_http.InferInput:
     return tensor
 
 
-def http_tensor(array: np.ndarray) -> triton_http.InferInput:  # type: ignore[type-arg]
+def http_tensor(array: npt.NDArray[np.float32]) -> triton_http.InferInput:
     tensor = triton_http.InferInput("data", list(array.shape), "FP32")
     tensor.set_data_from_numpy(array, binary_data=True)
     return tensor

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import tritonclient.grpc as triton
 from ovmsclient import make_grpc_client
@@ -44,7 +45,7 @@ def rest_infer(server: ServerProcess, rows: int = 1, width: int = 4) -> int:
     return post(f"{server.rest_url}/v2/models/{MODEL}/infer", json.dumps(body)).status_code
 
 
-def grpc_infer(server: ServerProcess, array: np.ndarray) -> bool:  # type: ignore[type-arg]
+def grpc_infer(server: ServerProcess, array: npt.NDArray[np.float32]) -> bool:
     client = triton.InferenceServerClient(server.grpc_target)
     tensor = triton.InferInput("data", list(array.shape), "FP32")
     tensor.set_data_from_numpy(array)

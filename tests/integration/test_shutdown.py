@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 import pytest
 import tritonclient.grpc as triton
 from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -38,7 +39,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) ->
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def slow_request(x: np.ndarray[object, np.dtype[np.float32]]) -> service_pb2.ModelInferRequest:
+def slow_request(x: npt.NDArray[np.float32]) -> service_pb2.ModelInferRequest:
     request = service_pb2.ModelInferRequest(model_name="slow")
     request.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
     request.raw_input_contents.append(x.tobytes())

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import tritonclient.grpc as triton
 from ovmsclient import make_grpc_client
@@ -52,9 +53,7 @@ def specific(module_server_factory: ServerPool, repository: Path) -> ServerProce
     return serve(module_server_factory, repository, {"specific": {"versions": [1, 2]}})
 
 
-def infer(
-    server: ServerProcess, version: str = ""
-) -> tuple[str, np.ndarray[object, np.dtype[np.float32]]]:
+def infer(server: ServerProcess, version: str = "") -> tuple[str, npt.NDArray[np.float32]]:
     tensor = triton.InferInput("data", list(SHAPE), "FP32")
     tensor.set_data_from_numpy(DATA)
     result = triton.InferenceServerClient(server.grpc_target).infer(

@@ -11,6 +11,7 @@ import pytest
 
 from ovserve import cli
 from ovserve.config.layout import Layout
+from ovserve.config.plugin_config import parse_plugin_config
 from ovserve.config.server_config import ServerConfig
 from ovserve.config.shape import ANONYMOUS_INPUT, AUTO, Dimension, Shape
 from ovserve.config.version_policy import AllVersions, LatestVersions, SpecificVersions
@@ -317,5 +318,5 @@ def test_rest_only_is_allowed(model_dir: Path) -> None:
 
 
 def test_plugin_config_accepts_decoded_objects() -> None:
-    assert cli.parse_plugin_config(None) == {}
-    assert cli.parse_plugin_config({"NUM_STREAMS": 2, "ON": True}) == {"NUM_STREAMS": 2, "ON": True}
+    assert parse_plugin_config(None) == {}
+    assert parse_plugin_config({"NUM_STREAMS": 2, "ON": True}) == {"NUM_STREAMS": 2, "ON": True}

@@ -47,7 +47,8 @@ def sample(datatype: DataType, shape: tuple[int, ...] = (2, 3)) -> np.ndarray[An
         values = np.array((extremes * count)[:count], dtype=dtype)
     else:
         values = np.linspace(-1.5, 1e3, count).astype(dtype)
-    return values.astype(dtype).reshape(shape)
+    result: np.ndarray[Any, Any] = values.astype(dtype).reshape(shape)
+    return result
 
 
 def raw_request(**arrays: np.ndarray[Any, Any]) -> pb.ModelInferRequest:
@@ -237,7 +238,10 @@ def test_requested_outputs() -> None:
 
 def test_result_keeps_name_version_id_and_output_order() -> None:
     request = pb.ModelInferRequest(model_name="m", id="req-7")
-    outputs = {"b": np.zeros(1, np.int64), "a": np.ones((1, 2), np.float32)}
+    outputs: dict[str, np.ndarray[Any, Any]] = {
+        "b": np.zeros(1, np.int64),
+        "a": np.ones((1, 2), np.float32),
+    }
     response = grpc_replies.encode_result(request, InferResult("m", 3, outputs))
     assert (response.model_name, response.model_version, response.id) == ("m", "3", "req-7")
     assert [output.name for output in response.outputs] == ["b", "a"]

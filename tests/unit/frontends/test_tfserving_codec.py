@@ -110,7 +110,7 @@ def test_dtype_names_follow_tf() -> None:
 
 
 @pytest.mark.parametrize("dtype", [DT.DT_BFLOAT16, DT.DT_COMPLEX64, DT.DT_INVALID, DT.DT_RESOURCE])
-def test_unsupported_dtype_is_a_precision_error(dtype: int) -> None:
+def test_unsupported_dtype_is_a_precision_error(dtype: types_pb2.DataType.ValueType) -> None:
     proto = tensor_pb2.TensorProto(dtype=dtype)
     with pytest.raises(InvalidInput) as caught:
         codec.decode_tensor("x", proto)

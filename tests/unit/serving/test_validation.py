@@ -230,7 +230,9 @@ def test_raw_buffer_becomes_an_array_of_the_request_shape() -> None:
 def test_raw_buffer_is_not_copied() -> None:
     buffer = bytearray(np.arange(6, dtype=np.int32).tobytes())
     spec = TensorSpec("x", DataType.INT32, Shape.of(2, 3))
-    array = validate_inputs([spec], [RequestTensor("x", DataType.INT32, (2, 3), buffer)])["x"]
+    array = validate_inputs(
+        [spec], [RequestTensor("x", DataType.INT32, (2, 3), memoryview(buffer))]
+    )["x"]
     buffer[0] = 42
     assert array[0, 0] == 42
 
