@@ -113,17 +113,17 @@ class Server:
         await self._stop.wait()
 
     async def stop(self) -> None:
-        """Stop accepting, finish in-flight requests, unload models."""
+        """Stop accepting, finish in-flight requests, retire the models."""
         self.service.ready = False
         await self.reloader.stop()
         grace = self.config.shutdown_grace_seconds
         await asyncio.gather(*(frontend.stop(grace) for frontend in self.frontends))
         self.frontends.clear()
-        await self.models.unload_all()
+        await self.models.retire_all()
 
     def close(self) -> None:
         """Release the engine's resources explicitly (OpenVINO can abort at exit otherwise)."""
-        self.models.close_now()
+        self.models.close()
 
 
 async def serve(config: ServerConfig) -> int:

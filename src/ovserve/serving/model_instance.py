@@ -1,6 +1,10 @@
 """One served version of a model: its state machine, validation and inference.
 
-Requests count themselves in flight while they run, so unloading (and an ``auto`` reshape)
+Lifecycle verbs, the same at every level (instance, model, manager, server): ``load`` compiles,
+``reload`` replaces with a new compile, ``retire`` stops taking requests and releases once those
+in flight are done, ``close`` releases at once (the last step of shutdown).
+
+Requests count themselves in flight while they run, so retiring (and an ``auto`` reshape)
 can wait for them. An ``auto`` reshape also closes a gate that makes newly arriving requests
 wait (at most :data:`WAIT_FOR_LOADED_SECONDS`) instead of failing.
 """
@@ -248,7 +252,7 @@ class ModelInstance:
         self._log_loaded(compiled)
         return compiled
 
-    async def unload(self) -> None:
+    async def retire(self) -> None:
         """Stop taking requests, wait for in-flight ones, then release the engine's model."""
         if self.state is ModelVersionState.END:
             return
@@ -262,7 +266,7 @@ class ModelInstance:
             self.state = ModelVersionState.END
             log.info("Unloaded model %s version %d", self.name, self.version)
 
-    def close_now(self) -> None:
+    def close(self) -> None:
         """Release synchronously (shutdown path, after servers stopped)."""
         compiled, self._compiled = self._compiled, None
         if compiled is not None:

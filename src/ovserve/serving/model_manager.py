@@ -1,4 +1,4 @@
-"""ModelManager: model names to their versions; load, sync with disk and config, unload.
+"""ModelManager: model names to their versions; load, reload, retire, close.
 
 Version changes never drop a request: a new version serves (and becomes the default) only
 once AVAILABLE; a reloaded version is swapped in only after its replacement compiled; a
@@ -122,7 +122,7 @@ class ServedModel:
 
     async def sync_versions(self, config: ModelConfig | None = None) -> bool:
         """Apply ``config`` (if given), then load the versions the policy selects from disk and
-        unload the others. Returns True when anything changed.
+        retire the others. Returns True when anything changed.
 
         A changed config recompiles the served versions (swapped in once compiled; a version
         whose recompile fails keeps serving and shows the error). Raises ConfigError when the
@@ -155,7 +155,7 @@ class ServedModel:
                 *(self._reload_version(version, on_disk[version]) for version in to_reload),
             )
             retiring += [old for old in results if old is not None]
-            await asyncio.gather(*(instance.unload() for instance in retiring))
+            await asyncio.gather(*(instance.retire() for instance in retiring))
             return bool(to_load or to_reload or retiring)
 
     async def _scan(self) -> dict[int, Path]:
@@ -213,7 +213,7 @@ class ServedModel:
         self.versions[version] = await self._new_instance(version, folder)
 
     async def _reload_version(self, version: int, folder: Path) -> ModelInstance | None:
-        """Recompile a served version; return the instance it replaced (to unload), if any."""
+        """Recompile a served version; return the instance it replaced (to retire), if any."""
         old = self.versions[version]
         new = await self._new_instance(version, folder)
         if not new.is_available:
@@ -229,18 +229,13 @@ class ServedModel:
             self.active = False
             self.config_error = self.path_error = ""
             serving = [i for i in self.versions.values() if i.state is not ModelVersionState.END]
-            await asyncio.gather(*(instance.unload() for instance in serving))
+            await asyncio.gather(*(instance.retire() for instance in serving))
             return bool(serving)
 
-    async def unload(self) -> None:
-        """Unload every version, waiting for in-flight requests."""
-        async with self._lock:
-            await asyncio.gather(*(instance.unload() for instance in self.versions.values()))
-
-    def close_now(self) -> None:
+    def close(self) -> None:
         """Release every version synchronously."""
         for instance in self.versions.values():
-            instance.close_now()
+            instance.close()
 
 
 def _skipped_folders(base_path: Path, versions: dict[int, Path]) -> tuple[str, ...]:
@@ -321,7 +316,7 @@ class ModelManager:
             model.config_error = error
 
     async def retire_model(self, name: str) -> bool:
-        """Unload a model removed from the config (after its in-flight requests).
+        """Retire a model removed from the config (after its in-flight requests).
 
         Its versions stay in status as END; a model that never served is forgotten.
         """
@@ -345,20 +340,12 @@ class ModelManager:
                 raise result
         return any(result is True for result in results)
 
-    async def remove_model(self, name: str) -> None:
-        """Unload all versions of a model (waiting for in-flight requests) and forget it."""
-        model = self._models.get(name)
-        if model is None:
-            return
-        await model.unload()
-        self._models.pop(name, None)
+    async def retire_all(self) -> None:
+        """Retire every model, waiting for in-flight requests (shutdown)."""
+        await asyncio.gather(*(model.retire() for model in self._models.values()))
 
-    async def unload_all(self) -> None:
-        """Unload every model, waiting for in-flight requests."""
-        await asyncio.gather(*(model.unload() for model in self._models.values()))
-
-    def close_now(self) -> None:
+    def close(self) -> None:
         """Release every compiled model synchronously (last step of shutdown)."""
         for model in self._models.values():
-            model.close_now()
+            model.close()
         self._engine.close()

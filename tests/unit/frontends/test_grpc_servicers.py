@@ -100,7 +100,7 @@ def test_kserve_model_ready_is_false_for_versions_that_do_not_serve(
         manager = ModelManager(engine)
         model = await manager.add_model(make_repo([1, 2, 3, 4], policy=AllVersions(), broken=[3]))
         model.versions[2].state = ModelVersionState.LOADING
-        await model.versions[4].unload()
+        await model.versions[4].retire()
         servicer = KServeServicer(ServingService(manager))
         answers = []
         for version in ("1", "2", "3", "4"):

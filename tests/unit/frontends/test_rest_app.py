@@ -265,7 +265,7 @@ def test_readiness_of_a_version_that_does_not_serve(
     if state == "loading":
         model.versions[2].state = ModelVersionState.LOADING
     elif state == "retired":
-        asyncio.run(model.versions[1].unload())
+        asyncio.run(model.versions[1].retire())
     version = 1 if state == "retired" else 2
     reply = call(build_app(service), "GET", f"/v2/models/m/versions/{version}/ready")
     assert (reply.status, reply.json()) == (

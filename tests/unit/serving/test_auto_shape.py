@@ -206,7 +206,7 @@ def test_waiting_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     run(scenario())
 
 
-def test_unload_waits_for_a_reshape(tmp_path: Path) -> None:
+def test_retire_waits_for_a_reshape(tmp_path: Path) -> None:
     block = threading.Event()
     engine = ShapeEngine()
 
@@ -216,7 +216,7 @@ def test_unload_waits_for_a_reshape(tmp_path: Path) -> None:
         reshaping = asyncio.create_task(instance.infer([tensor(2, 3)]))
         while len(engine.loads) < 2:
             await asyncio.sleep(0.001)
-        unloading = asyncio.create_task(instance.unload())
+        unloading = asyncio.create_task(instance.retire())
         await asyncio.sleep(0.01)
         assert not unloading.done()
         block.set()

@@ -199,7 +199,7 @@ def test_a_failed_version_is_not_retried_every_sync(
     assert len(engine.loaded) == 1
 
 
-def test_unload_waits_for_in_flight_requests(engine: FakeEngine, make_repo: RepoFactory) -> None:
+def test_retire_waits_for_in_flight_requests(engine: FakeEngine, make_repo: RepoFactory) -> None:
     fake = engine.models["v1.xml"]
     config = make_repo([1])
     events: list[str] = []
@@ -220,37 +220,24 @@ def test_unload_waits_for_in_flight_requests(engine: FakeEngine, make_repo: Repo
         instance = manager.instance("m")
         request = asyncio.create_task(instance.infer([tensor]))
         await until(lambda: "infer started" in events)
-        unload = asyncio.create_task(manager.unload_all())
+        retiring = asyncio.create_task(manager.retire_all())
         await until(lambda: instance.state is ModelVersionState.UNLOADING)
-        events.append("unload waiting")
-        assert not unload.done()
+        events.append("retire waiting")
+        assert not retiring.done()
         release.set()
         result = await request
-        await unload
-        events.append("unloaded")
+        await retiring
+        events.append("retired")
         assert result.outputs["out"].tolist() == [[3.0, 3.0, 3.0]]
 
     run(scenario())
-    assert events == ["infer started", "unload waiting", "infer done", "unloaded"]
+    assert events == ["infer started", "retire waiting", "infer done", "retired"]
     assert fake.closed
 
 
-def test_remove_model(engine: FakeEngine, make_repo: RepoFactory) -> None:
-    async def scenario() -> ModelManager:
-        manager = await started(engine, make_repo([1]))
-        await manager.remove_model("m")
-        await manager.remove_model("never-added")
-        return manager
-
-    manager = run(scenario())
-    with pytest.raises(ModelNotFound):
-        manager.get("m")
-    assert list(manager) == []
-
-
-def test_close_now_releases_every_version(engine: FakeEngine, make_repo: RepoFactory) -> None:
+def test_close_releases_every_version(engine: FakeEngine, make_repo: RepoFactory) -> None:
     manager = run(started(engine, make_repo([1, 2], policy=AllVersions())))
-    manager.close_now()
+    manager.close()
     assert engine.models["v1.xml"].closed
     assert engine.models["v2.xml"].closed
     assert set(versions_in(manager).values()) == {ModelVersionState.END}

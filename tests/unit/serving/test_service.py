@@ -134,7 +134,7 @@ def test_readiness_of_loading_failed_and_retired_versions(
     service = service_for(engine, make_repo([1, 2, 3, 4], policy=AllVersions(), broken=[3]))
     model = service.models.get("m")
     model.versions[2].state = ModelVersionState.LOADING
-    asyncio.run(model.versions[4].unload())
+    asyncio.run(model.versions[4].retire())
     assert service.model_ready(READY, "m", 1) is True
     assert service.model_ready(READY, "m") is True
     for version in (2, 3, 4):  # loading, failed, retired: known versions that do not serve
