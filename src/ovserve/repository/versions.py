@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from ovserve.errors import ConfigError
@@ -13,14 +12,6 @@ log = logging.getLogger(__name__)
 MODEL_SUFFIXES = (".xml", ".onnx")
 MAX_VERSION = 2**63 - 1
 """TF Serving and KServe carry versions as int64."""
-
-
-@dataclass(frozen=True, slots=True)
-class VersionFolder:
-    """One numbered version folder and the model file in it."""
-
-    version: int
-    model_file: Path
 
 
 def list_versions(base_path: Path) -> dict[int, Path]:
