@@ -18,13 +18,12 @@ import numpy as np
 import numpy.typing as npt
 
 from ovserve.errors import ErrorCode, InvalidInput
+from ovserve.frontends.json_body import dump_json, parse_json
 from ovserve.frontends.kserve.datatypes import (
     datatype_from_wire,
     decode_bytes_elements,
     encode_bytes_elements,
 )
-from ovserve.frontends.rest.http import dump_json
-from ovserve.frontends.rest.json_body import parse_json
 from ovserve.serving.service import ModelMetadata
 from ovserve.tensors import DataType, InferResult, RequestTensor, TensorSpec
 

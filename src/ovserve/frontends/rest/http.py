@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import orjson
 
@@ -12,8 +12,6 @@ from ovserve.frontends.status_mapping import http_status
 
 JSON: Final = b"application/json"
 OCTET_STREAM: Final = b"application/octet-stream"
-
-_DUMP_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +40,6 @@ class Response:
     body: bytes = b""
     content_type: bytes = JSON
     headers: tuple[tuple[bytes, bytes], ...] = ()
-
-
-def dump_json(payload: Any) -> bytes:
-    """JSON bytes; numpy arrays serialize natively."""
-    return orjson.dumps(payload, option=_DUMP_OPTIONS)
 
 
 def error_response(error: OvserveError) -> Response:

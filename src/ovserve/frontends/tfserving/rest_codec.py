@@ -20,8 +20,7 @@ import numpy.typing as npt
 from google.protobuf import json_format
 
 from ovserve.errors import ErrorCode, InvalidInput
-from ovserve.frontends.rest.http import dump_json
-from ovserve.frontends.rest.json_body import parse_json
+from ovserve.frontends.json_body import dump_json, parse_json
 from ovserve.frontends.tfserving import codec
 from ovserve.serving.model_instance import VersionStatus
 from ovserve.serving.service import ModelMetadata

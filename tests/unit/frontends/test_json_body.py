@@ -1,11 +1,11 @@
-"""JSON bodies: OVMS's nesting limit of 100 and malformed-JSON errors."""
+"""The JSON body helpers of the REST APIs: parsing with OVMS's nesting limit, writing."""
 
 from __future__ import annotations
 
 import pytest
 
 from ovserve.errors import ErrorCode, InvalidInput
-from ovserve.frontends.rest.json_body import MAX_DEPTH, parse_json
+from ovserve.frontends.json_body import MAX_DEPTH, parse_json
 
 
 def nested(depth: int, *, inner: str = "1") -> bytes:

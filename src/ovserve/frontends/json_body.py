@@ -1,4 +1,8 @@
-"""JSON request bodies: orjson with OVMS's nesting limit of 100 levels."""
+"""JSON bodies of the REST APIs: parsed with OVMS's nesting limit of 100 levels, written by orjson.
+
+Shared by the KServe and TF Serving REST codecs; the HTTP transport (``rest/``) never reads a
+body's content.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,17 @@ import orjson
 
 from ovserve.errors import ErrorCode, InvalidInput
 
+_DUMP_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY
+
 MAX_DEPTH: Final = 100
 """OVMS rejects JSON nested deeper than this (``rest_parser.cpp``)."""
 
 _OPEN_SQUARE, _OPEN_CURLY, _CLOSE_SQUARE, _CLOSE_CURLY, _QUOTE = 0x5B, 0x7B, 0x5D, 0x7D, 0x22
+
+
+def dump_json(payload: Any) -> bytes:
+    """JSON bytes; numpy arrays serialize natively."""
+    return orjson.dumps(payload, option=_DUMP_OPTIONS)
 
 
 def parse_json(data: bytes) -> Any:
