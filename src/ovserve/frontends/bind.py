@@ -35,11 +35,8 @@ def port_in_use(what: str, target: str, port: int) -> ConfigError:
 
 
 def check_free(what: str, target: str, port: int) -> None:
-    """Raise :func:`port_in_use` when something already listens on ``target``.
-
-    Other bind failures (an address this host does not have) are left to the server's own bind,
-    which reports them.
-    """
+    """Raise :func:`port_in_use` when something already listens on ``target``, or ConfigError
+    naming the address when it cannot be bound at all (not an address of this host)."""
     host = host_of(target)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -54,3 +51,4 @@ def check_free(what: str, target: str, port: int) -> None:
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 raise port_in_use(what, target, port) from None
+            raise ConfigError(f"Cannot bind {what} to {target}: {error.strerror}") from None
