@@ -146,6 +146,7 @@ def test_tfs_predict_status_and_metadata(app: RestApp) -> None:
         ("DELETE", "/nowhere", 406, "Unsupported method"),
         ("GET", "/v2/models/nope", 404, "Model with requested name is not found"),
         ("GET", "/v2/models/m/versions/9/ready", 404, "Model with requested version is not found"),
+        ("GET", "/v2/models/m/versions/0/ready", 404, "Model with requested version is not found"),
         ("GET", "/v1/models", 404, "Model with requested name is not found"),
         ("POST", "/v1/config/reload", 400, "Config file not found or cannot open."),
     ],

@@ -43,8 +43,13 @@ class KServeRest:
         )
 
     async def model_ready(self, request: Request, match: re.Match[str]) -> Response:
-        """``GET .../ready``: 200 with an empty body, or 404 while the version is not ready."""
-        self._service.require_ready(READY, match.group("name"), version_of(match))
+        """``GET .../ready``: 200 with an empty body, or 404 while the version is not ready.
+
+        Unlike inference, version 0 is not the default version here: OVMS answers "not found".
+        """
+        text = match.group("version")
+        version = int(text) if text else None
+        self._service.require_ready(READY, match.group("name"), version)
         return Response()
 
     async def model_metadata(self, request: Request, match: re.Match[str]) -> Response:
