@@ -14,6 +14,7 @@ from ovserve import __version__
 from ovserve.config.config_file import ConfigFile, read_config_file
 from ovserve.config.layout import parse_layout_param
 from ovserve.config.model_config import ModelConfig
+from ovserve.config.model_path import parse_model_path
 from ovserve.config.plugin_config import parse_plugin_config
 from ovserve.config.server_config import DEFAULT_MAX_GRPC_MESSAGE_BYTES, ServerConfig
 from ovserve.config.shape import parse_batch_size, parse_shape_param
@@ -80,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model = parser.add_argument_group("model (single-model mode)")
     model.add_argument("--model_name", default=None, help="name clients use")
-    model.add_argument("--model_path", type=Path, default=None, help="folder of version folders")
+    model.add_argument(
+        "--model_path",
+        default=None,
+        help="folder of version folders, a model file, or s3://, gs://, az://, azfs:// URL",
+    )
     model.add_argument(
         "--shape",
         default=None,
@@ -196,7 +201,7 @@ def _model_from_flags(args: argparse.Namespace) -> ModelConfig:
         batch_size = None
     return ModelConfig(
         name=args.model_name,
-        base_path=args.model_path.expanduser().resolve(),
+        base_path=parse_model_path(args.model_path),
         shape=shape,
         batch_size=batch_size,
         layout=parse_layout_param(args.layout) if args.layout is not None else {},

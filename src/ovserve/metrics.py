@@ -46,6 +46,7 @@ DEFAULT_FAMILIES: Final = (
     REQUEST_TIME,
     INFERENCE_TIME,
     WAIT_TIME,
+    "ovms_requests_streams_ratio",  # REQUESTS_STREAMS_RATIO, defined at the end
 )
 MEDIAPIPE_FAMILIES: Final = (
     "ovms_current_graphs",
@@ -71,6 +72,7 @@ _HELP: Final = {
     CURRENT_REQUESTS: "Number of requests being currently processed by the model server.",
     QUEUE_SIZE: "Inference request queue size (nireq).",
     ACTIVE_REQUESTS: "Number of currently consumed inference requests from the processing queue.",
+    "ovms_requests_streams_ratio": "Requests in process per execution stream (current/streams).",
 }
 
 # (api, method, versioned): every series OVMS creates when a model version loads.
@@ -209,6 +211,7 @@ class Metrics:
             (CURRENT_REQUESTS, lambda model: model.in_flight),
             (QUEUE_SIZE, lambda model: model.nireq),
             (ACTIVE_REQUESTS, lambda model: min(model.in_flight, model.nireq)),
+            (REQUESTS_STREAMS_RATIO, requests_streams_ratio),
         ):
             if family in wanted:
                 yield _gauge(family, gauges, value)
@@ -264,7 +267,7 @@ def _histogram_family(family: str, cells: dict[TimeKey, _Histogram]) -> Metric:
 
 
 def _gauge(
-    family: str, gauges: Sequence[ModelGauges], value: Callable[[ModelGauges], int]
+    family: str, gauges: Sequence[ModelGauges], value: Callable[[ModelGauges], float]
 ) -> Metric:
     metric = Metric(family, _HELP[family], "gauge")
     for model in gauges:
@@ -306,3 +309,13 @@ def _escape_help(text: str) -> str:
 
 def _escape_label(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+# Scale-out: the metric OVMS's Helm chart autoscaled on (its HPA example), exposed directly so
+# an autoscaler needs no recording rule. Above 1, requests queue for a stream: add replicas.
+REQUESTS_STREAMS_RATIO: Final = "ovms_requests_streams_ratio"
+
+
+def requests_streams_ratio(model: ModelGauges) -> float:
+    """``ovms_current_requests / ovms_streams`` of one loaded version (0 without streams)."""
+    return model.in_flight / model.streams if model.streams else 0.0

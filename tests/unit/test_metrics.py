@@ -130,6 +130,7 @@ def test_default_families_exclude_the_optional_gauges() -> None:
         "ovms_request_time_us",
         "ovms_inference_time_us",
         "ovms_wait_for_infer_req_time_us",
+        "ovms_requests_streams_ratio",
     }
 
 
@@ -148,3 +149,17 @@ def test_label_values_are_escaped() -> None:
     metrics = Metrics(enabled=True)
     metrics.record_request(READY, 'we"ird\\name', None, ok=True)
     assert any('name="we\\"ird\\\\name"' in line for line in lines(metrics))
+
+
+def test_requests_streams_ratio_is_current_requests_per_stream() -> None:
+    metrics = Metrics(enabled=True, families=["ovms_requests_streams_ratio"])
+    metrics.set_gauge_source(
+        lambda: [
+            ModelGauges("m", 1, streams=4, nireq=4, in_flight=6),
+            ModelGauges("idle", 2, streams=0, nireq=0, in_flight=0),
+        ]
+    )
+    text = lines(metrics)
+    assert "# TYPE ovms_requests_streams_ratio gauge" in text
+    assert 'ovms_requests_streams_ratio{name="m",version="1"} 1.5' in text
+    assert 'ovms_requests_streams_ratio{name="idle",version="2"} 0.0' in text

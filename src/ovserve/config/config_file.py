@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from ovserve.config.layout import parse_layout_param
 from ovserve.config.model_config import ModelConfig
+from ovserve.config.model_path import ModelPath, parse_model_path
 from ovserve.config.plugin_config import parse_plugin_config
 from ovserve.config.shape import parse_batch_size, parse_shape_object
 from ovserve.config.version_policy import DEFAULT_POLICY, parse_version_policy
@@ -315,12 +316,6 @@ def _parse_model(
     )
 
 
-def _resolve_base_path(value: str, folder: Path) -> Path:
-    """A local path; a relative one is taken from the config file's folder, as OVMS does."""
-    if "://" in value:
-        raise ConfigError(
-            f"{value}: cloud storage (gs://, s3://, azure://) is not supported by ovserve; "
-            "use a local path"
-        )
-    path = Path(value).expanduser()
-    return (path if path.is_absolute() else folder / path).resolve()
+def _resolve_base_path(value: str, folder: Path) -> ModelPath:
+    """A URL, or a local path; a relative one is taken from the config file's folder, as OVMS."""
+    return parse_model_path(value, relative_to=folder)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ovserve.config.layout import Layout
 from ovserve.config.mapping import TensorMapping
+from ovserve.config.model_path import ModelPath
 from ovserve.config.plugin_config import PluginValue
 from ovserve.config.shape import BatchSize, ShapeValue
 from ovserve.config.version_policy import DEFAULT_POLICY, VersionPolicy
@@ -20,7 +21,8 @@ class ModelConfig:
     """Everything needed to load and serve one model name."""
 
     name: str
-    base_path: Path
+    base_path: ModelPath
+    """A local folder (or model file), or a :class:`RemotePath` in object storage."""
     shape: Mapping[str, ShapeValue] = field(default_factory=dict)
     batch_size: BatchSize | None = None
     layout: Mapping[str, Layout] = field(default_factory=dict)

@@ -1,4 +1,8 @@
-"""Scanning ``<base_path>/<N>/`` version folders for model files."""
+"""Scanning ``<base_path>/<N>/`` version folders for model files.
+
+KServe's flat layout is served too: a base path that holds the model files directly (no
+numbered folder), or that is a single model file, is version 1 (OVMS 2026.3 does the latter).
+"""
 
 from __future__ import annotations
 
@@ -17,17 +21,24 @@ MAX_VERSION = 2**63 - 1
 def list_versions(base_path: Path) -> dict[int, Path]:
     """Numbered version folders under ``base_path`` (N > 0); other entries are logged and skipped.
 
-    Raises ConfigError when the path is missing or is not a folder.
+    A folder with model files and no version folder, or a model file, is ``{1: base_path}``
+    (the flat layout). Raises ConfigError when the path is missing or is neither.
     """
     if not base_path.exists():
         raise ConfigError(f"Model path {base_path} does not exist")
+    if base_path.is_file():
+        if base_path.suffix in MODEL_SUFFIXES:
+            return {1: base_path}
+        raise ConfigError(
+            f"Model path {base_path} is neither a directory nor a model file (.xml or .onnx)"
+        )
     if not base_path.is_dir():
         raise ConfigError(f"Model path {base_path} is not a directory")
     versions: dict[int, Path] = {}
     for entry in sorted(base_path.iterdir()):
         if not entry.is_dir():
             continue
-        version = _version_number(entry.name)
+        version = version_number(entry.name)
         if version is not None:
             versions[version] = entry
         else:
@@ -35,10 +46,14 @@ def list_versions(base_path: Path) -> dict[int, Path]:
                 "Skipping %s: expected version directory name to be a number greater than 0",
                 entry,
             )
+    if not versions and any(
+        path.is_file() and path.suffix in MODEL_SUFFIXES for path in base_path.iterdir()
+    ):
+        return {1: base_path}
     return versions
 
 
-def _version_number(name: str) -> int | None:
+def version_number(name: str) -> int | None:
     """The version a folder name stands for: ASCII digits, 1 to the int64 maximum (the wire's)."""
     if not (name.isascii() and name.isdigit()):
         return None
@@ -47,9 +62,14 @@ def _version_number(name: str) -> int | None:
 
 
 def find_model_file(folder: Path) -> Path:
-    """The one model file (``.xml`` with its ``.bin``, or ``.onnx``) in a version folder."""
-    candidates = sorted(
-        path for path in folder.iterdir() if path.is_file() and path.suffix in MODEL_SUFFIXES
+    """The one model file (``.xml`` with its ``.bin``, or ``.onnx``) in a version folder, or
+    ``folder`` itself when it is a model file (flat layout)."""
+    candidates = (
+        [folder]
+        if folder.is_file()
+        else sorted(
+            path for path in folder.iterdir() if path.is_file() and path.suffix in MODEL_SUFFIXES
+        )
     )
     if not candidates:
         raise ConfigError(

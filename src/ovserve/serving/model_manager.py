@@ -16,7 +16,8 @@ from pathlib import Path
 from ovserve.config.model_config import ModelConfig
 from ovserve.engine.base import InferenceEngine
 from ovserve.errors import ConfigError, ModelNotFound, ModelNotReady, ModelRetired, VersionNotFound
-from ovserve.repository.versions import find_model_file, list_versions
+from ovserve.repository.source import open_source
+from ovserve.repository.versions import find_model_file
 from ovserve.serving.auto_shape import BATCH_AUTO_DEPRECATED, SHAPE_AUTO_DEPRECATED
 from ovserve.serving.model_instance import ModelInstance, ModelVersionState, VersionStatus
 
@@ -50,6 +51,8 @@ class ServedModel:
         self.path_error = ""
         """Why the base path could not be scanned on the last sync."""
         self._skipped: tuple[str, ...] = ()
+        self._source = open_source(config.base_path, config.name)
+        """Lists versions and provides their files (downloads them for a remote path)."""
         _warn_auto(config)
 
     @classmethod
@@ -134,6 +137,9 @@ class ServedModel:
                 reload_all = not self.active or needs_reload(self.config, config)
                 if config != self.config:
                     _warn_auto(config)
+                if config.base_path != self.config.base_path:
+                    await asyncio.to_thread(self._source.close)
+                    self._source = open_source(config.base_path, config.name)
                 self.config, self.active, self.config_error = config, True, ""
             if not self.active:
                 return False
@@ -147,6 +153,7 @@ class ServedModel:
             }
             for version in failed - set(on_disk):
                 del self.versions[version]  # gone from disk: a re-added folder is tried afresh
+                await asyncio.to_thread(self._source.release, version)
             to_load = sorted(wanted - serving - (set() if reload_all else failed))
             to_reload = sorted(wanted & serving) if reload_all else []
             retiring = [self.versions[version] for version in sorted(serving - wanted)]
@@ -154,15 +161,18 @@ class ServedModel:
                 *(self._load_version(version, on_disk[version]) for version in to_load),
                 *(self._reload_version(version, on_disk[version]) for version in to_reload),
             )
+            retired = [instance.version for instance in retiring]
             retiring += [old for old in results if old is not None]
             await asyncio.gather(*(instance.retire() for instance in retiring))
+            for version in retired:  # a reloaded version keeps its files: they still serve
+                await asyncio.to_thread(self._source.release, version)
             return bool(to_load or to_reload or retiring)
 
     async def _scan(self) -> dict[int, Path]:
         try:
             try:
-                on_disk = await asyncio.to_thread(list_versions, self.config.base_path)
-                skipped = await asyncio.to_thread(_skipped_folders, self.config.base_path, on_disk)
+                scan = await asyncio.to_thread(self._source.scan)
+                on_disk, skipped = scan.versions, scan.skipped
             except OSError as error:  # e.g. no permission, or the folder vanished mid-scan
                 raise ConfigError(
                     f"Cannot scan model path {self.config.base_path}: {error}"
@@ -195,8 +205,10 @@ class ServedModel:
     async def _new_instance(self, version: int, folder: Path) -> ModelInstance:
         """A compiled instance of ``folder``, or one in END that says why it could not be."""
         try:
+            folder = await asyncio.to_thread(self._source.fetch, version, folder)
             model_file = await asyncio.to_thread(find_model_file, folder)
         except ConfigError as error:
+            await asyncio.to_thread(self._source.release, version)
             instance = ModelInstance(self.config, version, folder, self._engine)
             instance.state = ModelVersionState.END
             instance.error = error.text
@@ -204,6 +216,8 @@ class ServedModel:
             return instance
         instance = ModelInstance(self.config, version, model_file, self._engine)
         await instance.load()
+        if not instance.is_available:
+            await asyncio.to_thread(self._source.release, version)
         return instance
 
     async def _load_version(self, version: int, folder: Path) -> None:
@@ -230,25 +244,14 @@ class ServedModel:
             self.config_error = self.path_error = ""
             serving = [i for i in self.versions.values() if i.state is not ModelVersionState.END]
             await asyncio.gather(*(instance.retire() for instance in serving))
+            await asyncio.to_thread(self._source.close)
             return bool(serving)
 
     def close(self) -> None:
         """Release every version synchronously."""
         for instance in self.versions.values():
             instance.close()
-
-
-def _skipped_folders(base_path: Path, versions: dict[int, Path]) -> tuple[str, ...]:
-    """Folders under ``base_path`` that are not version folders (``0``, ``abc``...); hidden
-    ones are left out, as tools stage new versions in them before renaming."""
-    used = set(versions.values())
-    return tuple(
-        sorted(
-            entry.name
-            for entry in base_path.iterdir()
-            if entry.is_dir() and entry not in used and not entry.name.startswith(".")
-        )
-    )
+        self._source.close()
 
 
 def _warn_auto(config: ModelConfig) -> None:

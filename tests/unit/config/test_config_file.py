@@ -232,7 +232,8 @@ def test_invalid_shape_fails_only_that_model() -> None:
         ({"plugin_config": {"A": [1]}}, "config.plugin_config: plugin_config must be"),
         ({"nireq": 100001}, "config.nireq: should be from 0 to 100000"),
         ({"stateful": True}, "config.stateful: stateful models are not supported"),
-        ({"base_path": "s3://bucket/m"}, "config.base_path: s3://bucket/m: cloud storage"),
+        ({"base_path": "hdfs://x/m"}, "config.base_path: hdfs://x/m: unsupported model path"),
+        ({"base_path": "s3://"}, "config.base_path: s3://: missing the bucket name"),
     ],
 )
 def test_value_errors_fail_one_model(config: dict[str, Any], message: str) -> None:

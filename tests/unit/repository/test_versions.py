@@ -39,10 +39,34 @@ def test_missing_path(tmp_path: Path) -> None:
     assert caught.value.text == f"Model path {tmp_path / 'nope'} does not exist"
 
 
-def test_path_is_a_file(tmp_path: Path) -> None:
+def test_path_is_a_file_that_is_no_model(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
-    with pytest.raises(ConfigError, match="is not a directory"):
+    with pytest.raises(ConfigError, match="is neither a directory nor a model file"):
         list_versions(tmp_path / "f")
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.xml"])
+def test_a_model_file_is_version_1(tmp_path: Path, name: str) -> None:
+    """KServe's flat layout: --model_path pointing at one model file (as OVMS 2026.3)."""
+    (tmp_path / name).write_bytes(b"")
+    (tmp_path / "model.bin").write_bytes(b"")
+    assert list_versions(tmp_path / name) == {1: tmp_path / name}
+    assert find_model_file(tmp_path / name) == tmp_path / name
+
+
+def test_model_files_directly_in_the_base_path_are_version_1(tmp_path: Path) -> None:
+    """KServe's storage initializer copies a model's files flat into /mnt/models."""
+    for name in ("model.xml", "model.bin", "mapping_config.json"):
+        (tmp_path / name).write_bytes(b"")
+    folder(tmp_path, "extra")
+    assert list_versions(tmp_path) == {1: tmp_path}
+    assert find_model_file(tmp_path) == tmp_path / "model.xml"
+
+
+def test_version_folders_win_over_stray_model_files(tmp_path: Path) -> None:
+    (tmp_path / "old.onnx").write_bytes(b"")
+    two = folder(tmp_path, "2", "model.onnx")
+    assert list_versions(tmp_path) == {2: two}
 
 
 @pytest.mark.parametrize(
