@@ -18,6 +18,7 @@ denied, unreachable endpoint), so that model shows the error while others keep s
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -211,6 +212,8 @@ class GcsStore:
 
 
 def _azure_connection_string(path: RemotePath, environ: Mapping[str, str]) -> str:
+    # The Azure SDK logs every HTTP request and response at INFO: keep the server's log readable.
+    logging.getLogger("azure").setLevel(logging.WARNING)
     value = environ.get("AZURE_STORAGE_CONNECTION_STRING", "")
     if not value:
         raise ConfigError(
