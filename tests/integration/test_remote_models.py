@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as grpcclient
-from _object_stores import Azurite, GcsEmulator, MotoS3, moto_s3_process
 
 from _mm_helpers import eventually
 from _models import F32, save_ir, scale_model
+from _object_stores import Azurite, GcsEmulator, MotoS3, moto_s3_process
 from _server import HOST, ServerPool, ServerProcess, free_port
 
 pytestmark = pytest.mark.filterwarnings(

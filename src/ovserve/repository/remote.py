@@ -36,10 +36,11 @@ by the store's own connect/read time-outs too)."""
 class RemoteSource:
     """A model's versions in a bucket; local copies live under one private temporary folder."""
 
-    def __init__(self, path: RemotePath, model_name: str) -> None:
+    def __init__(self, path: RemotePath, model_name: str, store: ObjectStore | None = None) -> None:
         self._path = path
         self._model_name = model_name
-        self._store: ObjectStore | None = None
+        self._store = store
+        """Opened on the first scan (so a missing library or bad credentials is a scan error)."""
         self._root: Path | None = None
         self._keys: dict[int, list[str]] = {}
         """Object keys of each listed version (relative to the version's folder)."""
