@@ -9,6 +9,10 @@ bounded in time: every request has connect/read time-outs and a whole version ha
 :data:`DOWNLOAD_TIMEOUT_SECONDS`.
 
 KServe's flat layout works here too: model files directly under the prefix are version 1.
+
+Object stores have no atomic rename, so a version being uploaded is seen file by file: a
+version is listed only once its model file is complete (an ``.onnx``, or an ``.xml`` with its
+``.bin``), so a poll between two uploads does not load (and fail) half a version.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from ovserve.config.model_path import RemotePath
 from ovserve.errors import ConfigError
 from ovserve.repository.object_stores import ObjectStore, open_store
 from ovserve.repository.source import Scan
-from ovserve.repository.versions import MODEL_SUFFIXES, version_number
+from ovserve.repository.versions import version_number
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +80,8 @@ class RemoteSource:
                     skipped.add(head)
             elif tail:
                 by_version.setdefault(version, []).append(tail)
-        is_flat = not by_version and any(name.endswith(MODEL_SUFFIXES) for name in flat)
+        by_version = {v: files for v, files in by_version.items() if _has_model(files)}
+        is_flat = not by_version and _has_model(flat)
         if is_flat:
             by_version = {1: flat}
             if not self._flat:
@@ -142,6 +147,15 @@ class RemoteSource:
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
+
+
+def _has_model(files: list[str]) -> bool:
+    """Whether the files hold a whole model: an ``.onnx``, or an ``.xml`` with its ``.bin``."""
+    names = set(files)
+    return any(
+        name.endswith(".onnx") or (name.endswith(".xml") and f"{name[:-4]}.bin" in names)
+        for name in names
+    )
 
 
 def _safe_join(folder: Path, relative: str) -> Path:

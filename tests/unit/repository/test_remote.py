@@ -81,6 +81,14 @@ def test_flat_layout_is_version_1(caplog: pytest.LogCaptureFixture) -> None:
     remote.close()
 
 
+def test_a_version_is_listed_once_its_model_is_complete() -> None:
+    remote, store = source({"models/m/1/model.onnx": b"o", "models/m/2/model.bin": b"b"})
+    assert list(remote.scan().versions) == [1], "2 is still being uploaded"
+    store.objects["models/m/2/model.xml"] = b"x"
+    assert list(remote.scan().versions) == [1, 2]
+    remote.close()
+
+
 def test_a_failed_download_leaves_nothing_behind() -> None:
     remote, store = source({"models/m/1/a.onnx": b"a", "models/m/1/b.bin": b"b"})
     store.fail_on = "models/m/1/b.bin"
@@ -93,7 +101,7 @@ def test_a_failed_download_leaves_nothing_behind() -> None:
 
 
 def test_unlisted_version_and_unsafe_keys() -> None:
-    remote, _ = source({"models/m/1/../evil.onnx": b""})
+    remote, _ = source({"models/m/1/../evil.onnx": b"", "models/m/1/model.onnx": b""})
     scan = remote.scan()
     with pytest.raises(ConfigError, match="cannot be stored as a local file"):
         remote.fetch(1, scan.versions[1])
