@@ -68,7 +68,8 @@ class Server:
             if not model.versions:
                 raise ConfigError(
                     f"No version found for model {model.name} in {model_config.base_path}: "
-                    "expected numbered version folders (1, 2, ...) holding the model files"
+                    "expected numbered version folders (1, 2, ...) holding the model files, or the "
+                    "model files"
                 )
 
     async def start(self) -> None:

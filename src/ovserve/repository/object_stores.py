@@ -19,6 +19,7 @@ denied, unreachable endpoint), so that model shows the error while others keep s
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,21 +107,23 @@ class S3Store:
             s3={"addressing_style": "path"} if endpoint else {},
         )
         key, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
-        if key and secret:
-            session = boto3.session.Session(
-                aws_access_key_id=key,
-                aws_secret_access_key=secret,
-                aws_session_token=environ.get("AWS_SESSION_TOKEN") or None,
-                region_name=region,
-            )
-        elif environ.get("AWS_PROFILE"):
-            session = boto3.session.Session(profile_name=environ["AWS_PROFILE"], region_name=region)
-        elif environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
-            session = boto3.session.Session(region_name=region)
-        else:  # anonymous, as OVMS (and no instance-metadata look-ups)
-            session = boto3.session.Session(region_name=region)
-            config = config.merge(Config(signature_version=UNSIGNED))
         with _reasons(path, self._explain):
+            if key and secret:
+                session = boto3.session.Session(
+                    aws_access_key_id=key,
+                    aws_secret_access_key=secret,
+                    aws_session_token=environ.get("AWS_SESSION_TOKEN") or None,
+                    region_name=region,
+                )
+            elif environ.get("AWS_PROFILE"):
+                session = boto3.session.Session(
+                    profile_name=environ["AWS_PROFILE"], region_name=region
+                )
+            elif environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+                session = boto3.session.Session(region_name=region)
+            else:  # anonymous, as OVMS (and no instance-metadata look-ups)
+                session = boto3.session.Session(region_name=region)
+                config = config.merge(Config(signature_version=UNSIGNED))
             self._client: Any = session.client("s3", endpoint_url=endpoint or None, config=config)
 
     def _explain(self, error: Exception) -> str | None:
@@ -170,7 +173,11 @@ class GcsStore:
     """Google Cloud Storage, through google-cloud-storage (``STORAGE_EMULATOR_HOST`` works)."""
 
     def __init__(self, path: RemotePath, environ: Mapping[str, str]) -> None:
-        from google.cloud import storage
+        with warnings.catch_warnings():
+            # google-api-core asks for grpcio-status, which only its gRPC transport needs
+            warnings.simplefilter("ignore", ImportWarning)
+            from google.api_core import exceptions  # noqa: F401  (imported once, quietly)
+            from google.cloud import storage
 
         self._path = path
         with _reasons(path, self._explain):

@@ -186,7 +186,7 @@ class ServedModel:
         if not on_disk and not self.versions:
             empty = (
                 f"No version found for model {self.name} in {self.config.base_path}: expected "
-                "numbered version folders (1, 2, ...) holding the model files"
+                "numbered version folders (1, 2, ...) holding the model files, or the model files"
             )
             if empty != self.path_error:
                 log.warning("%s", empty)
