@@ -98,9 +98,10 @@ def test_model_path_does_not_exist(tmp_path: Path) -> None:
 
 
 def test_model_path_is_a_file(tmp_path: Path) -> None:
-    path = tmp_path / "model.onnx"
+    """A model file is served as version 1 (KServe's flat layout); any other file is refused."""
+    path = tmp_path / "model.txt"
     path.write_bytes(b"")
-    assert_failed_cleanly(start(path, tmp_path), "is not a directory")
+    assert_failed_cleanly(start(path, tmp_path), "is neither a directory nor a model file")
 
 
 # --- shapes that do not fit the model ----------------------------------------------------------
