@@ -171,6 +171,28 @@ def test_bad_remote_models_fail_alone(
     assert status["good"]["model_version_status"][0]["state"] == "AVAILABLE"
 
 
+def test_a_failed_download_is_retried(
+    s3: MotoS3, server_factory: ServerPool, tmp_path: Path
+) -> None:
+    """Listing works but the download is refused (anonymous, private objects): the version
+    fails, and loads on a later poll once the objects can be read, with no restart."""
+    s3.client().create_bucket(Bucket="half-public", ACL="public-read")
+    s3.upload("half-public", "m/1", scale_repo(tmp_path / "repo", {1: 8.0}) / "1")
+    config = tmp_path / "config.json"
+    base = f"s3://{s3.endpoint}/half-public/m"
+    config.write_text(
+        json.dumps({"model_config_list": [{"config": {"name": "m", "base_path": base}}]})
+    )
+    server = server_factory.start(
+        ["--config_path", str(config), *POLL], rest=True, env={"NO_PROXY": HOST, "no_proxy": HOST}
+    )
+    status = requests.get(f"{server.rest_url}/v1/config", timeout=30).json()
+    assert "access denied" in status["m"]["model_version_status"][0]["status"]["error_message"]
+    for key in ("m/1/model.xml", "m/1/model.bin"):
+        s3.client().put_object_acl(Bucket="half-public", Key=key, ACL="public-read")
+    eventually(lambda: serves(server.grpc_target, "m", 8.0), what="the download is retried")
+
+
 def test_gcs_model(server_factory: ServerPool, tmp_path: Path) -> None:
     emulator = GcsEmulator().start()
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -22,6 +23,10 @@ from ovserve.serving.auto_shape import BATCH_AUTO_DEPRECATED, SHAPE_AUTO_DEPRECA
 from ovserve.serving.model_instance import ModelInstance, ModelVersionState, VersionStatus
 
 log = logging.getLogger(__name__)
+
+DOWNLOAD_RETRY_SECONDS = 5.0
+"""A version whose download failed (object storage unreachable...) is tried again this much
+later, on the next poll; other load failures wait for the version's files to change."""
 
 _NOT_RELOADING = frozenset({"name", "version_policy"})
 """ModelConfig fields whose change only re-selects versions (OVMS's isReloadRequired)."""
@@ -53,6 +58,8 @@ class ServedModel:
         self._skipped: tuple[str, ...] = ()
         self._source = open_source(config.base_path, config.name)
         """Lists versions and provides their files (downloads them for a remote path)."""
+        self._retry_downloads: dict[int, float] = {}
+        """Versions whose download failed → when (monotonic) to try again."""
         _warn_auto(config)
 
     @classmethod
@@ -154,6 +161,8 @@ class ServedModel:
             for version in failed - set(on_disk):
                 del self.versions[version]  # gone from disk: a re-added folder is tried afresh
                 await asyncio.to_thread(self._source.release, version)
+            now = time.monotonic()
+            failed -= {version for version, at in self._retry_downloads.items() if at <= now}
             to_load = sorted(wanted - serving - (set() if reload_all else failed))
             to_reload = sorted(wanted & serving) if reload_all else []
             retiring = [self.versions[version] for version in sorted(serving - wanted)]
@@ -206,18 +215,27 @@ class ServedModel:
         """A compiled instance of ``folder``, or one in END that says why it could not be."""
         try:
             folder = await asyncio.to_thread(self._source.fetch, version, folder)
+        except ConfigError as error:
+            self._retry_downloads[version] = time.monotonic() + DOWNLOAD_RETRY_SECONDS
+            return self._failed(version, folder, error)
+        self._retry_downloads.pop(version, None)
+        try:
             model_file = await asyncio.to_thread(find_model_file, folder)
         except ConfigError as error:
             await asyncio.to_thread(self._source.release, version)
-            instance = ModelInstance(self.config, version, folder, self._engine)
-            instance.state = ModelVersionState.END
-            instance.error = error.text
-            log.error("Model %s version %d: %s", self.name, version, error.text)
-            return instance
+            return self._failed(version, folder, error)
         instance = ModelInstance(self.config, version, model_file, self._engine)
         await instance.load()
         if not instance.is_available:
             await asyncio.to_thread(self._source.release, version)
+        return instance
+
+    def _failed(self, version: int, folder: Path, error: ConfigError) -> ModelInstance:
+        """An instance in END that says why the version could not load."""
+        instance = ModelInstance(self.config, version, folder, self._engine)
+        instance.state = ModelVersionState.END
+        instance.error = error.text
+        log.error("Model %s version %d: %s", self.name, version, error.text)
         return instance
 
     async def _load_version(self, version: int, folder: Path) -> None:
