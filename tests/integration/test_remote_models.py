@@ -193,6 +193,32 @@ def test_a_failed_download_is_retried(
     eventually(lambda: serves(server.grpc_target, "m", 8.0), what="the download is retried")
 
 
+def test_config_changes_reuse_the_local_copy(
+    s3: MotoS3, server_factory: ServerPool, tmp_path: Path
+) -> None:
+    """A recompile (new nireq) or a failed one (unknown device) keeps the downloaded files: the
+    version is not downloaded again, and a failed reload leaves the old compile serving."""
+    s3.client().create_bucket(Bucket="reuse")
+    s3.upload("reuse", "m/1", scale_repo(tmp_path / "repo", {1: 2.0}) / "1")
+    config = tmp_path / "config.json"
+
+    def write(**extra: object) -> None:
+        entry = {"name": "m", "base_path": "s3://reuse/m", **extra}
+        config.write_text(json.dumps({"model_config_list": [{"config": entry}]}))
+
+    write()
+    server = server_factory.start(["--config_path", str(config)], rest=True, env=s3.env)
+    reload = f"{server.rest_url}/v1/config/reload"
+    local = downloads(server)[1]
+    write(nireq=3)
+    assert requests.post(reload, timeout=60).status_code in (200, 201)
+    write(target_device="NO_SUCH_DEVICE")  # the recompile fails, version 1 keeps serving
+    requests.post(reload, timeout=60)
+    assert infer(server.grpc_target, "m") == 2.0
+    assert local.is_dir()
+    assert server.log_text().count("downloading version 1") == 1
+
+
 def test_gcs_model(server_factory: ServerPool, tmp_path: Path) -> None:
     emulator = GcsEmulator().start()
     try:

@@ -222,13 +222,20 @@ class ServedModel:
         try:
             model_file = await asyncio.to_thread(find_model_file, folder)
         except ConfigError as error:
-            await asyncio.to_thread(self._source.release, version)
+            await self._release_unless_serving(version)
             return self._failed(version, folder, error)
         instance = ModelInstance(self.config, version, model_file, self._engine)
         await instance.load()
         if not instance.is_available:
-            await asyncio.to_thread(self._source.release, version)
+            await self._release_unless_serving(version)
         return instance
+
+    async def _release_unless_serving(self, version: int) -> None:
+        """Drop a version's local copy after a failed load, unless an older compile of it
+        still serves (a failed reload keeps the old one)."""
+        current = self.versions.get(version)
+        if current is None or not current.is_available:
+            await asyncio.to_thread(self._source.release, version)
 
     def _failed(self, version: int, folder: Path, error: ConfigError) -> ModelInstance:
         """An instance in END that says why the version could not load."""
