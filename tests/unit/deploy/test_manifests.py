@@ -32,7 +32,7 @@ def validator(kind: str, api_version: str) -> jsonschema.protocols.Validator | N
         return None
     schema = json.loads(schema_file.read_text())
     cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)  # type: ignore[no-any-return]
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
 def schema_errors(doc: dict[str, Any]) -> list[str]:

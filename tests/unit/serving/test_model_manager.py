@@ -117,9 +117,11 @@ def test_folders_that_are_not_versions_are_skipped(
     engine: FakeEngine, make_repo: RepoFactory, add_version: Callable[..., Path]
 ) -> None:
     config = make_repo([2], policy=AllVersions())
-    (config.base_path / "0").mkdir()
-    (config.base_path / "abc").mkdir()
-    (config.base_path / "7").write_text("a file, not a folder")
+    base = config.base_path
+    assert isinstance(base, Path)  # a local repository (base_path may also be a RemotePath)
+    (base / "0").mkdir()
+    (base / "abc").mkdir()
+    (base / "7").write_text("a file, not a folder")
     manager = run(started(engine, config))
     assert sorted(versions_in(manager)) == [2]
 
@@ -177,6 +179,7 @@ def test_deleted_version_is_unloaded_and_the_default_falls_back(
 
     async def scenario() -> ModelManager:
         manager = await started(engine, config)
+        assert isinstance(config.base_path, Path)
         shutil.rmtree(config.base_path / "2")
         assert await manager.get("m").sync_versions()
         return manager
