@@ -82,7 +82,7 @@ class OpenVINOEngine:
         compiled = self._compile(model, config, properties)
         if latency_probe.may_tune(config.plugin_config, config.target_device):
             compiled = self._retune_short_model(model, config, properties, compiled)
-        return OpenVINOCompiledModel(compiled, config)
+        return OpenVINOCompiledModel(compiled, config, model)
 
     def _compile(
         self, model: ov.Model, config: ModelConfig, properties: dict[str, Any]
@@ -125,9 +125,15 @@ class OpenVINOEngine:
 
 
 class OpenVINOCompiledModel:
-    """A compiled model with ``nireq`` infer requests served by as many worker threads."""
+    """A compiled model with ``nireq`` infer requests served by as many worker threads.
 
-    def __init__(self, compiled: ov.CompiledModel, config: ModelConfig) -> None:
+    Tensor names come from ``prepared``, the model as read, laid out and reshaped but not yet
+    compiled, as OVMS takes them: compiling merges the names of tensors that an ``Identity``
+    joins, so an ONNX output ``scores`` can show up as its producer's name there. Ports are
+    matched by index, which compiling keeps.
+    """
+
+    def __init__(self, compiled: ov.CompiledModel, config: ModelConfig, prepared: ov.Model) -> None:
         self._compiled: ov.CompiledModel | None = compiled
         # Clients see mapping_config.json aliases; the name-to-index maps below then send
         # each alias to its real tensor.
@@ -139,7 +145,7 @@ class OpenVINOCompiledModel:
                 from_partial_shape(port.get_partial_shape()),
                 layout_name(port),
             )
-            for port in compiled.inputs
+            for port in prepared.inputs
         )
         self._outputs = tuple(
             TensorSpec(
@@ -147,8 +153,10 @@ class OpenVINOCompiledModel:
                 datatype_of(port.get_element_type()),
                 from_partial_shape(port.get_partial_shape()),
             )
-            for port in compiled.outputs
+            for port in prepared.outputs
         )
+        if len(self._inputs) != len(compiled.inputs) or len(self._outputs) != len(compiled.outputs):
+            raise ConfigError(f"Model {config.name}: compiling changed the number of tensors")
         self._input_index = {spec.name: index for index, spec in enumerate(self._inputs)}
         self._output_index = {spec.name: index for index, spec in enumerate(self._outputs)}
         self._nireq = config.nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
