@@ -15,6 +15,12 @@ from ovserve.config.config_file import ConfigFile, read_config_file
 from ovserve.config.layout import parse_layout_param
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.plugin_config import parse_plugin_config
+from ovserve.config.preprocessing import (
+    Preprocessing,
+    PreprocessingValueError,
+    parse_preprocessing,
+    require_layout,
+)
 from ovserve.config.server_config import DEFAULT_MAX_GRPC_MESSAGE_BYTES, ServerConfig
 from ovserve.config.shape import parse_batch_size, parse_shape_param
 from ovserve.config.version_policy import DEFAULT_POLICY, parse_version_policy
@@ -95,12 +101,43 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--target_device", default="CPU", help="OpenVINO device")
     model.add_argument("--plugin_config", default=None, help='JSON, e.g. {"NUM_STREAMS":"1"}')
     model.add_argument("--cache_dir", type=Path, default=None, help="OpenVINO model cache folder")
+    _add_preprocessing_flags(model)
     return parser
+
+
+PREPROCESSING_FLAGS = ("mean", "scale", "color_format", "precision")
+
+
+def _add_preprocessing_flags(group: argparse._ArgumentGroup) -> None:
+    """OVMS's --mean, --scale, --color_format, --precision (each needs --layout)."""
+    group.add_argument(
+        "--mean", default=None, help='Resets model mean, e.g. "[123.675,116.28,103.53]"'
+    )
+    group.add_argument(
+        "--scale", default=None, help='Resets model scale, e.g. "[58.395,57.12,57.375]"'
+    )
+    group.add_argument(
+        "--color_format",
+        default=None,
+        help="Resets model color format. It should be in format "
+        "<TARGET_COLOR_FORMAT>:<SOURCE_COLOR_FORMAT> e.g. BGR:RGB (the client sends the source)",
+    )
+    group.add_argument(
+        "--precision",
+        default=None,
+        help="Resets model precision: <CLIENT>:<CONVERTED>, e.g. uint8:fp32 (the client sends "
+        "the first)",
+    )
+
+
+def _preprocessing_from_args(args: argparse.Namespace) -> Preprocessing:
+    return parse_preprocessing(args.mean, args.scale, args.color_format, args.precision)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ServerConfig:
     """Parse argv into a ServerConfig; raise ConfigError with OVMS's texts."""
     args = build_parser().parse_args(argv)
+    require_layout({flag: getattr(args, flag) for flag in PREPROCESSING_FLAGS}, args.layout)
     _check_server_flags(args)
     models: tuple[ModelConfig, ...] = ()
     config_file: ConfigFile | None = None
@@ -209,6 +246,7 @@ def _model_from_flags(args: argparse.Namespace) -> ModelConfig:
         target_device=args.target_device,
         plugin_config=parse_plugin_config(args.plugin_config),
         cache_dir=args.cache_dir,
+        preprocessing=_preprocessing_from_args(args),
     )
 
 
@@ -229,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("INFO")
     try:
         config = parse_args(argv)
+    except PreprocessingValueError as error:
+        print(error.text, file=sys.stderr)
+        return 1  # OVMS finds these when its model manager starts: exit 1, not EX_USAGE
     except ConfigError as error:
         print(error.text, file=sys.stderr)
         return EX_USAGE

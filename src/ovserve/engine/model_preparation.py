@@ -89,9 +89,15 @@ def _port_for(model: ov.Model, key: str, what: str) -> ov.Output:
     raise ConfigError(f"Config {what} - {key} not found in model")
 
 
-def apply_layout(model: ov.Model, config: ModelConfig) -> ov.Model:
-    """Add a transpose for each ``tgt:src`` layout, tag the others."""
-    if not config.layout:
+def apply_preprocessing(model: ov.Model, config: ModelConfig) -> ov.Model:
+    """Layouts and OVMS's preprocessing options, in one PrePostProcessor, as OVMS builds it.
+
+    Per input, the client's layout (``tgt`` of ``tgt:src``) and the model's; then, on the only
+    input: the client's colour format converted, its element type converted, mean subtracted,
+    scale divided. OpenVINO appends the conversion to the model's type and layout after these,
+    so mean and scale work per channel in the client's layout.
+    """
+    if not config.layout and not config.preprocessing:
         return model
     ppp = ov.preprocess.PrePostProcessor(model)
     for key, layout in config.layout.items():
@@ -103,12 +109,76 @@ def apply_layout(model: ov.Model, config: ModelConfig) -> ov.Model:
         else:
             step.tensor().set_layout(ov.Layout(layout.target))
             step.model().set_layout(ov.Layout(layout.source))
+    if config.preprocessing:
+        _add_input_conversions(ppp, model, config)
     try:
         return ppp.build()
     except RuntimeError as error:
+        what = "layout or preprocessing" if config.preprocessing else "layout"
         raise ConfigError(
-            f"Model {config.name}: cannot apply layout: {first_error_line(error)}"
+            f"Model {config.name}: cannot apply {what}: {first_error_line(error)}"
         ) from None
+
+
+_COLOR_FORMATS: dict[str, ov.preprocess.ColorFormat] = {
+    "RGB": ov.preprocess.ColorFormat.RGB,
+    "BGR": ov.preprocess.ColorFormat.BGR,
+    "GRAY": ov.preprocess.ColorFormat.GRAY,
+    "NV12": ov.preprocess.ColorFormat.NV12_SINGLE_PLANE,
+    "NV12_2": ov.preprocess.ColorFormat.NV12_TWO_PLANES,
+    "I420": ov.preprocess.ColorFormat.I420_SINGLE_PLANE,
+    "I420_3": ov.preprocess.ColorFormat.I420_THREE_PLANES,
+}
+
+_ELEMENT_TYPES: dict[str, ov.Type] = {
+    "BF16": ov.Type.bf16,
+    "FP64": ov.Type.f64,
+    "FP32": ov.Type.f32,
+    "FP16": ov.Type.f16,
+    "INT64": ov.Type.i64,
+    "INT32": ov.Type.i32,
+    "INT16": ov.Type.i16,
+    "INT8": ov.Type.i8,
+    "INT4": ov.Type.i4,
+    "UINT64": ov.Type.u64,
+    "UINT32": ov.Type.u32,
+    "UINT16": ov.Type.u16,
+    "UINT8": ov.Type.u8,
+    "UINT4": ov.Type.u4,
+    "UINT1": ov.Type.u1,
+}
+
+
+def _add_input_conversions(
+    ppp: ov.preprocess.PrePostProcessor, model: ov.Model, config: ModelConfig
+) -> None:
+    """OVMS's steps on the unnamed input, in its order (``applyPreprocessingConfiguration``)."""
+    if len(model.inputs) != 1:
+        raise ConfigError(
+            f"Model {config.name}: mean, scale, color_format and precision apply to a model's "
+            f"only input, and this model has {len(model.inputs)} inputs"
+        )
+    options = config.preprocessing
+    step = ppp.input()
+    try:
+        if options.color_format is not None:
+            step.tensor().set_color_format(_COLOR_FORMATS[options.color_format.client])
+            step.preprocess().convert_color(_COLOR_FORMATS[options.color_format.converted])
+        if options.precision is not None:
+            step.tensor().set_element_type(_ELEMENT_TYPES[options.precision.client])
+            step.preprocess().convert_element_type(_ELEMENT_TYPES[options.precision.converted])
+        if options.mean is not None:
+            step.preprocess().mean(_as_ov_values(options.mean))
+        if options.scale is not None:
+            step.preprocess().scale(_as_ov_values(options.scale))
+    except RuntimeError as error:
+        raise ConfigError(
+            f"Model {config.name}: cannot configure input preprocessing: {first_error_line(error)}"
+        ) from None
+
+
+def _as_ov_values(value: float | tuple[float, ...]) -> float | list[float]:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _check_layout_rank(port: ov.Output, layout: Layout, model_name: str) -> None:

@@ -30,7 +30,7 @@ from ovserve.config.model_config import ModelConfig
 from ovserve.engine import latency_probe
 from ovserve.engine.base import EngineResult
 from ovserve.engine.model_preparation import (
-    apply_layout,
+    apply_preprocessing,
     apply_shape,
     compile_properties,
     datatype_of,
@@ -76,7 +76,7 @@ class OpenVINOEngine:
                 shape={real(key): value for key, value in config.shape.items()},
                 layout={real(key): value for key, value in config.layout.items()},
             )
-        model = apply_layout(model, config)
+        model = apply_preprocessing(model, config)
         apply_shape(model, config)
         properties = compile_properties(config)
         compiled = self._compile(model, config, properties)
