@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
@@ -44,11 +45,33 @@ MODEL_FLAGS = (
 
 
 class _Parser(argparse.ArgumentParser):
-    """Exits with EX_USAGE on unknown or malformed flags, as OVMS does (argparse uses 2)."""
+    """Exits with EX_USAGE on unknown or malformed flags, as OVMS does (argparse uses 2).
+
+    The message is at most three lines: the error, a "did you mean" for a mistyped flag, and
+    where to find the list (argparse's usage dump would be fifteen lines).
+    """
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+        lines = [f"{self.prog}: error: {message}"]
+        suggestion = self._suggest(message)
+        if suggestion:
+            lines.append(suggestion)
+        lines.append(f"Run '{self.prog} --help' to see every flag.")
+        self.exit(EX_USAGE, "\n".join(lines) + "\n")
+
+    def _suggest(self, message: str) -> str | None:
+        """``Did you mean --model_name?`` for the first unknown flag close to a known one."""
+        if not message.startswith("unrecognized arguments:"):
+            return None
+        known = [flag for action in self._actions for flag in action.option_strings]
+        for word in message.removeprefix("unrecognized arguments:").split():
+            if not word.startswith("-"):
+                continue
+            flag = word.split("=", 1)[0]
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+            if close:
+                return f"Did you mean {close[0]}?"
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:

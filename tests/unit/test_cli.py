@@ -381,3 +381,39 @@ def test_preprocessing_value_in_wrong_format_exits_1(
     err = capsys.readouterr().err.strip()
     assert message in err
     assert len(err.splitlines()) == 1
+
+
+# --- mistyped flags ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [
+        (["--modle_name", "m"], "Did you mean --model_name?"),
+        (["--rest-port", "8000"], "Did you mean --rest_port?"),
+        (["--plugin_confg={}"], "Did you mean --plugin_config?"),
+        (["--colour_format", "BGR:RGB"], "Did you mean --color_format?"),
+    ],
+)
+def test_mistyped_flag_gets_a_suggestion(
+    model_dir: Path, typo: list[str], suggestion: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(single(model_dir, *typo))
+    assert caught.value.code == 64
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) <= 3
+    assert lines[0].startswith("ovserve: error: unrecognized arguments: ")
+    assert lines[1] == suggestion
+
+
+def test_flag_with_no_close_match_and_bad_value_have_no_suggestion(
+    model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for extra in (["--zzzz"], ["--nireq", "x"]):
+        with pytest.raises(SystemExit) as caught:
+            cli.main(single(model_dir, *extra))
+        assert caught.value.code == 64
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 2
+        assert lines[1] == "Run 'ovserve --help' to see every flag."

@@ -5,6 +5,7 @@ Everything here runs once per load; nothing here is on the request path.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import openvino as ov
@@ -211,10 +212,25 @@ def apply_shape(model: ov.Model, config: ModelConfig) -> None:
     try:
         model.reshape(new_shapes)
     except RuntimeError as error:
+        detail = _rank_mismatch(model, new_shapes) or f"({first_error_line(error)})"
         raise ConfigError(
-            f"OV does not support reshaping model: {config.name} with provided shape "
-            f"({first_error_line(error)})"
+            f"OV does not support reshaping model: {config.name} with provided shape {detail}"
         ) from None
+
+
+def _rank_mismatch(model: ov.Model, new_shapes: dict[str, ov.PartialShape]) -> str | None:
+    """A plain account of a shape whose rank differs from its input's, if there is one."""
+    for port in model.inputs:
+        given = new_shapes.get(port.get_any_name())
+        rank = port.get_partial_shape().rank
+        if given is None or not rank.is_static or given.rank.get_length() == rank.get_length():
+            continue
+        return (
+            f"{from_partial_shape(given)}: input {port.get_any_name()} has "
+            f"{rank.get_length()} dimensions {from_partial_shape(port.get_partial_shape())}, "
+            f"the shape given has {given.rank.get_length()}"
+        )
+    return None
 
 
 def _batch_index(port: ov.Output) -> int:
@@ -224,6 +240,32 @@ def _batch_index(port: ov.Output) -> int:
         rank = int(port.get_partial_shape().rank.get_length())
         return int(ov.layout_helpers.batch_idx(layout)) % rank
     return 0
+
+
+VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
+"""OpenVINO's devices that choose among or combine the real ones (``MULTI:CPU,GPU``)."""
+
+
+def unknown_device(available: list[str], device: str) -> str | None:
+    """Why ``device`` names no device of this machine, listing those there are (None: fine).
+
+    ``available`` is ``Core().available_devices`` (``CPU``, ``GPU.0``...); a bare ``GPU``
+    matches ``GPU.0``.
+    """
+    listing = (
+        f"available devices: {', '.join(available) or 'none'} "
+        "(AUTO, MULTI:<devices> and HETERO:<devices> combine them)"
+    )
+    if not device.strip():
+        return f"target_device is empty; {listing}"
+    names = [name for name in re.split(r"[:,()]", device) if name.strip()]
+    for name in names:
+        base = name.strip().upper()
+        if base in VIRTUAL_DEVICES or base.isdigit():
+            continue
+        if not any(found == base or found.startswith(f"{base}.") for found in available):
+            return f"target device {name} is not available; {listing}"
+    return None
 
 
 def compile_properties(config: ModelConfig) -> dict[str, Any]:

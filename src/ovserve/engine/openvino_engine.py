@@ -37,7 +37,9 @@ from ovserve.engine.model_preparation import (
     first_error_line,
     from_partial_shape,
     layout_name,
+    unknown_device,
 )
+from ovserve.engine.native_stderr import captured_native_stderr
 from ovserve.errors import ConfigError, InferenceFailed
 from ovserve.tensors import TensorSpec
 
@@ -61,13 +63,7 @@ class OpenVINOEngine:
 
     def load(self, model_file: Path, config: ModelConfig) -> OpenVINOCompiledModel:
         """Read, apply layout and shape, compile, and build the infer-request pool."""
-        try:
-            model = self._core.read_model(str(model_file))
-        except RuntimeError:
-            raise ConfigError(
-                f"Model {config.name}: cannot read model file {model_file.name}: "
-                "the file is corrupt or not an OpenVINO IR/ONNX model"
-            ) from None
+        model = self._read(model_file, config)
         if config.mapping:
             # Shape and layout keys may name inputs by their mapping_config.json aliases.
             real = config.mapping.real_input
@@ -84,16 +80,33 @@ class OpenVINOEngine:
             compiled = self._retune_short_model(model, config, properties, compiled)
         return OpenVINOCompiledModel(compiled, config, model)
 
+    def _read(self, model_file: Path, config: ModelConfig) -> ov.Model:
+        """Read the file; a corrupt one gives one clear error, not the parsers' own output."""
+        with captured_native_stderr() as parser_output:
+            try:
+                model = self._core.read_model(str(model_file))
+            except RuntimeError:
+                model = None
+        if model is None:
+            log.debug("Reading %s printed: %s", model_file, parser_output.text.strip())
+            raise ConfigError(
+                f"Model {config.name}: cannot read model file {model_file.name}: "
+                "the file is corrupt or not an OpenVINO IR/ONNX model"
+            )
+        parser_output.pass_through()
+        return model
+
     def _compile(
         self, model: ov.Model, config: ModelConfig, properties: dict[str, Any]
     ) -> ov.CompiledModel:
         try:
             return self._core.compile_model(model, config.target_device, properties)
         except RuntimeError as error:
-            raise ConfigError(
-                f"Model {config.name}: cannot compile for {config.target_device}: "
-                f"{first_error_line(error)}"
-            ) from None
+            missing = unknown_device(self._core.available_devices, config.target_device)
+            reason = (
+                missing or f"cannot compile for {config.target_device}: {first_error_line(error)}"
+            )
+            raise ConfigError(f"Model {config.name}: {reason}") from None
 
     def _retune_short_model(
         self,
