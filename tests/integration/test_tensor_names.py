@@ -159,7 +159,7 @@ def test_kserve_rest_identity_outputs(identity_server: ServerProcess, identity_p
     )
     assert [output["name"] for output in result.get_response()["outputs"]] == ["probs"]
     np.testing.assert_array_equal(result.as_numpy("probs"), expected["probs"])
-    body = {
+    body: dict[str, Any] = {
         "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": X.ravel().tolist()}],
         "outputs": [{"name": "scores"}],
     }
