@@ -12,12 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import onnx
 import pytest
 import requests
 import tritonclient.grpc as triton_grpc
+import tritonclient.http as triton_http
 from onnx import TensorProto, helper, numpy_helper
 from ovmsclient import make_grpc_client
 from tritonclient.utils import InferenceServerException
@@ -244,3 +246,15 @@ def test_preprocessing_on_a_multi_input_model(tmp_path: Path) -> None:
     log = server.log_text()
     assert "apply to a model's only input, and this model has 2 inputs" in log
     assert "Traceback" not in log
+
+
+def test_binary_png_on_the_demo_server(demo_server: ServerProcess, conv_path: Path) -> None:
+    """A PNG sent as a KServe binary input is decoded to UINT8 NHWC BGR, as the client sends."""
+    picture = bgr_picture(seed=8)
+    ok, png = cv2.imencode(".png", picture[0])
+    assert ok
+    client = triton_http.InferenceServerClient(demo_server.rest_url.removeprefix("http://"))
+    tensor = triton_http.InferInput("data", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([png.tobytes()], dtype=np.object_), binary_data=True)
+    result = client.infer("resnet", [tensor]).as_numpy("out")
+    assert_close(result, expected_conv(conv_path, picture))
