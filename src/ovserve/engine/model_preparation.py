@@ -113,12 +113,18 @@ def apply_preprocessing(model: ov.Model, config: ModelConfig) -> ov.Model:
     if config.preprocessing:
         _add_input_conversions(ppp, model, config)
     try:
-        return ppp.build()
+        built = ppp.build()
     except RuntimeError as error:
         what = "layout or preprocessing" if config.preprocessing else "layout"
         raise ConfigError(
             f"Model {config.name}: cannot apply {what}: {first_error_line(error)}"
         ) from None
+    for port in built.inputs:
+        # Planar colour formats (NV12_2, I420_3) split an input into parameters that OpenVINO
+        # names (``data/y``, ``data/uv``) but gives no tensor name; clients need one.
+        if not port.get_names():
+            port.get_tensor().set_names({port.get_node().get_friendly_name()})
+    return built
 
 
 _COLOR_FORMATS: dict[str, ov.preprocess.ColorFormat] = {
@@ -130,6 +136,9 @@ _COLOR_FORMATS: dict[str, ov.preprocess.ColorFormat] = {
     "I420": ov.preprocess.ColorFormat.I420_SINGLE_PLANE,
     "I420_3": ov.preprocess.ColorFormat.I420_THREE_PLANES,
 }
+
+_PLANES: dict[str, list[str]] = {"NV12_2": ["y", "uv"], "I420_3": ["y", "u", "v"]}
+"""Planar formats split the input into one parameter per plane, named ``<input>/<plane>``."""
 
 _ELEMENT_TYPES: dict[str, ov.Type] = {
     "BF16": ov.Type.bf16,
@@ -163,7 +172,8 @@ def _add_input_conversions(
     step = ppp.input()
     try:
         if options.color_format is not None:
-            step.tensor().set_color_format(_COLOR_FORMATS[options.color_format.client])
+            client = options.color_format.client
+            step.tensor().set_color_format(_COLOR_FORMATS[client], _PLANES.get(client, []))
             step.preprocess().convert_color(_COLOR_FORMATS[options.color_format.converted])
         if options.precision is not None:
             step.tensor().set_element_type(_ELEMENT_TYPES[options.precision.client])

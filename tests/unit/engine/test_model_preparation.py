@@ -129,3 +129,18 @@ def test_native_stderr_is_captured_and_can_pass_through(
     captured.pass_through()
     sys.stderr.flush()
     assert capfd.readouterr().err == "parser noise\n"
+
+
+@pytest.mark.parametrize(
+    ("color_format", "names"),
+    [
+        ("BGR:NV12", ["data0"]),
+        ("RGB:NV12_2", ["data0/y", "data0/uv"]),
+        ("BGR:I420_3", ["data0/y", "data0/u", "data0/v"]),
+    ],
+)
+def test_planar_colour_formats_name_their_planes(color_format: str, names: list[str]) -> None:
+    options = config(layout="NHWC:NCHW", color_format=color_format, precision="uint8:fp32")
+    model = apply_preprocessing(passthrough(), options)
+    assert [port.get_any_name() for port in model.inputs] == names
+    assert all(port.get_element_type() == ov.Type.u8 for port in model.inputs)
