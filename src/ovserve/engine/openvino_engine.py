@@ -62,7 +62,7 @@ class OpenVINOEngine:
         self._core = ov.Core()
 
     def load(self, model_file: Path, config: ModelConfig) -> OpenVINOCompiledModel:
-        """Read, apply layout and shape, compile, and build the infer-request pool."""
+        """Read, apply layout, preprocessing and shape, compile, build the infer-request pool."""
         model = self._read(model_file, config)
         if config.mapping:
             # Shape and layout keys may name inputs by their mapping_config.json aliases.
