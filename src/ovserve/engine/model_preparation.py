@@ -120,8 +120,8 @@ def apply_preprocessing(model: ov.Model, config: ModelConfig) -> ov.Model:
             f"Model {config.name}: cannot apply {what}: {first_error_line(error)}"
         ) from None
     for port in built.inputs:
-        # Planar colour formats (NV12_2, I420_3) split an input into parameters that OpenVINO
-        # names (``data/y``, ``data/uv``) but gives no tensor name; clients need one.
+        # Every input needs a tensor name for clients. Planar colour formats get theirs from
+        # _PLANES; should a PrePostProcessor step add an unnamed one, use its node's name.
         if not port.get_names():
             port.get_tensor().set_names({port.get_node().get_friendly_name()})
     return built
