@@ -280,3 +280,30 @@ def test_grpc_stub_reply_names(identity_server: ServerProcess) -> None:
         request.outputs.add(name="probs")
         reply = stub.ModelInfer(request, timeout=TIMEOUT)
     assert [output.name for output in reply.outputs] == ["probs"]
+
+
+def test_tfserving_output_filter_takes_the_declared_names(identity_server: ServerProcess) -> None:
+    """TF Serving ``output_filter`` with ``probs`` returns exactly that output, under that name."""
+    from ovmsclient.tfs_compat.protos.tensorflow.core.framework import tensor_pb2, types_pb2
+    from ovmsclient.tfs_compat.protos.tensorflow_serving.apis import (
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "ident"
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=X.tobytes())
+    for size in X.shape:
+        proto.tensor_shape.dim.add(size=size)
+    request.inputs["x"].CopyFrom(proto)
+    request.output_filter.append("probs")
+    with grpc.insecure_channel(identity_server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        reply = stub.Predict(request, timeout=TIMEOUT)
+        assert list(reply.outputs) == ["probs"]
+        values = np.frombuffer(reply.outputs["probs"].tensor_content, np.float32)
+        np.testing.assert_array_equal(values, np.maximum(X, 0).ravel())
+        request.output_filter[:] = ["m"]
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Predict(request, timeout=TIMEOUT)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
