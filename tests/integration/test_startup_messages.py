@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from _models import conv_onnx, save_onnx
 from _server import ServerProcess, run_to_exit
 
@@ -25,14 +27,24 @@ def only_our_lines(server: ServerProcess) -> list[str]:
     return lines
 
 
-def test_corrupt_model_prints_no_parser_noise(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("model.onnx", b"this is not an onnx file\x00\x01"),
+        ("model.onnx", b"\x08\x07\x12\x04half"),  # a truncated protobuf
+        ("model.xml", b"<net name='x'><layers><layer id='0'"),
+    ],
+)
+def test_corrupt_model_prints_no_parser_noise(tmp_path: Path, name: str, content: bytes) -> None:
     """OpenVINO's TensorFlow front-end prints absl parser errors for a text file; not here."""
     (tmp_path / "m" / "1").mkdir(parents=True)
-    (tmp_path / "m" / "1" / "model.onnx").write_bytes(b"this is not an onnx file\x00\x01")
+    (tmp_path / "m" / "1" / name).write_bytes(content)
+    if name.endswith(".xml"):
+        (tmp_path / "m" / "1" / "model.bin").write_bytes(b"\x00" * 16)
     server = start(tmp_path / "m", tmp_path)
     assert server.returncode == 1
     lines = only_our_lines(server)
-    assert any("cannot read model file model.onnx: the file is corrupt" in line for line in lines)
+    assert any(f"cannot read model file {name}: the file is corrupt" in line for line in lines)
 
 
 def test_unknown_device_lists_the_devices_there_are(tmp_path: Path) -> None:
