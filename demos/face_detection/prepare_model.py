@@ -130,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     print(f"wrote {xml_path} and {xml_path.with_suffix('.bin')}")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
@@ -16,6 +17,12 @@ from ovserve.config.layout import parse_layout_param
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.model_path import parse_model_path
 from ovserve.config.plugin_config import parse_plugin_config
+from ovserve.config.preprocessing import (
+    Preprocessing,
+    PreprocessingValueError,
+    parse_preprocessing,
+    require_layout,
+)
 from ovserve.config.server_config import DEFAULT_MAX_GRPC_MESSAGE_BYTES, ServerConfig
 from ovserve.config.shape import parse_batch_size, parse_shape_param
 from ovserve.config.version_policy import DEFAULT_POLICY, parse_version_policy
@@ -39,11 +46,33 @@ MODEL_FLAGS = (
 
 
 class _Parser(argparse.ArgumentParser):
-    """Exits with EX_USAGE on unknown or malformed flags, as OVMS does (argparse uses 2)."""
+    """Exits with EX_USAGE on unknown or malformed flags, as OVMS does (argparse uses 2).
+
+    The message is at most three lines: the error, a "did you mean" for a mistyped flag, and
+    where to find the list (argparse's usage dump would be fifteen lines).
+    """
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+        lines = [f"{self.prog}: error: {message}"]
+        suggestion = self._suggest(message)
+        if suggestion:
+            lines.append(suggestion)
+        lines.append(f"Run '{self.prog} --help' to see every flag.")
+        self.exit(EX_USAGE, "\n".join(lines) + "\n")
+
+    def _suggest(self, message: str) -> str | None:
+        """``Did you mean --model_name?`` for the first unknown flag close to a known one."""
+        if not message.startswith("unrecognized arguments:"):
+            return None
+        known = [flag for action in self._actions for flag in action.option_strings]
+        for word in message.removeprefix("unrecognized arguments:").split():
+            if not word.startswith("-"):
+                continue
+            flag = word.split("=", 1)[0]
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+            if close:
+                return f"Did you mean {close[0]}?"
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,12 +129,43 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--target_device", default="CPU", help="OpenVINO device")
     model.add_argument("--plugin_config", default=None, help='JSON, e.g. {"NUM_STREAMS":"1"}')
     model.add_argument("--cache_dir", type=Path, default=None, help="OpenVINO model cache folder")
+    _add_preprocessing_flags(model)
     return parser
+
+
+PREPROCESSING_FLAGS = ("mean", "scale", "color_format", "precision")
+
+
+def _add_preprocessing_flags(group: argparse._ArgumentGroup) -> None:
+    """OVMS's --mean, --scale, --color_format, --precision (each needs --layout)."""
+    group.add_argument(
+        "--mean", default=None, help='Resets model mean, e.g. "[123.675,116.28,103.53]"'
+    )
+    group.add_argument(
+        "--scale", default=None, help='Resets model scale, e.g. "[58.395,57.12,57.375]"'
+    )
+    group.add_argument(
+        "--color_format",
+        default=None,
+        help="Resets model color format. It should be in format "
+        "<TARGET_COLOR_FORMAT>:<SOURCE_COLOR_FORMAT> e.g. BGR:RGB (the client sends the source)",
+    )
+    group.add_argument(
+        "--precision",
+        default=None,
+        help="Resets model precision: <CLIENT>:<CONVERTED>, e.g. uint8:fp32 (the client sends "
+        "the first)",
+    )
+
+
+def _preprocessing_from_args(args: argparse.Namespace) -> Preprocessing:
+    return parse_preprocessing(args.mean, args.scale, args.color_format, args.precision)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ServerConfig:
     """Parse argv into a ServerConfig; raise ConfigError with OVMS's texts."""
     args = build_parser().parse_args(argv)
+    require_layout({flag: getattr(args, flag) for flag in PREPROCESSING_FLAGS}, args.layout)
     _check_server_flags(args)
     models: tuple[ModelConfig, ...] = ()
     config_file: ConfigFile | None = None
@@ -214,6 +274,7 @@ def _model_from_flags(args: argparse.Namespace) -> ModelConfig:
         target_device=args.target_device,
         plugin_config=parse_plugin_config(args.plugin_config),
         cache_dir=args.cache_dir,
+        preprocessing=_preprocessing_from_args(args),
     )
 
 
@@ -234,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("INFO")
     try:
         config = parse_args(argv)
+    except PreprocessingValueError as error:
+        print(error.text, file=sys.stderr)
+        return 1  # OVMS finds these when its model manager starts: exit 1, not EX_USAGE
     except ConfigError as error:
         print(error.text, file=sys.stderr)
         return EX_USAGE

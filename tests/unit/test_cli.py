@@ -320,3 +320,100 @@ def test_rest_only_is_allowed(model_dir: Path) -> None:
 def test_plugin_config_accepts_decoded_objects() -> None:
     assert parse_plugin_config(None) == {}
     assert parse_plugin_config({"NUM_STREAMS": 2, "ON": True}) == {"NUM_STREAMS": 2, "ON": True}
+
+
+# --- preprocessing flags (OVMS's using_onnx_model demo) ----------------------------------------
+
+DEMO_FLAGS = [
+    "--layout",
+    "NHWC:NCHW",
+    "--mean",
+    "[123.675,116.28,103.53]",
+    "--scale",
+    "[58.395,57.12,57.375]",
+    "--shape",
+    "(1,224,224,3)",
+    "--color_format",
+    "BGR:RGB",
+    "--precision",
+    "uint8:fp32",
+]
+
+
+def test_demo_preprocessing_flags(model_dir: Path) -> None:
+    from ovserve.config.preprocessing import ColorConversion, PrecisionConversion
+
+    (model,) = cli.parse_args(single(model_dir, *DEMO_FLAGS)).models
+    options = model.preprocessing
+    assert options.mean == (123.675, 116.28, 103.53)
+    assert options.scale == (58.395, 57.12, 57.375)
+    assert options.color_format == ColorConversion(client="RGB", converted="BGR")
+    assert options.precision == PrecisionConversion(client="UINT8", converted="FP32")
+    assert model.shape == {ANONYMOUS_INPUT: Shape.of(1, 224, 224, 3)}
+
+
+@pytest.mark.parametrize("flag", ["--mean", "--scale", "--color_format", "--precision"])
+def test_preprocessing_flag_without_layout_exits_64(
+    model_dir: Path, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = fails(single(model_dir, flag, "1"), capsys)
+    assert message == f"error parsing options - {flag} parameter requires --layout to be set"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        (
+            "--mean",
+            "[a;b;c]",
+            "Couldn't parse mean parameter: The provided float is in wrong format",
+        ),
+        ("--scale", "one.point.zero", "Couldn't parse scale parameter: The provided float is in"),
+        ("--color_format", "RGB", "The provided color format is in wrong format"),
+        ("--precision", "FLOAT32", "The provided precision is in wrong format"),
+    ],
+)
+def test_preprocessing_value_in_wrong_format_exits_1(
+    model_dir: Path, flag: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OVMS rejects these when its model manager starts: exit 1, not 64."""
+    assert cli.main(single(model_dir, "--layout", "NCHW", flag, value)) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+
+
+# --- mistyped flags ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [
+        (["--modle_name", "m"], "Did you mean --model_name?"),
+        (["--rest-port", "8000"], "Did you mean --rest_port?"),
+        (["--plugin_confg={}"], "Did you mean --plugin_config?"),
+        (["--colour_format", "BGR:RGB"], "Did you mean --color_format?"),
+    ],
+)
+def test_mistyped_flag_gets_a_suggestion(
+    model_dir: Path, typo: list[str], suggestion: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(single(model_dir, *typo))
+    assert caught.value.code == 64
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) <= 3
+    assert lines[0].startswith("ovserve: error: unrecognized arguments: ")
+    assert lines[1] == suggestion
+
+
+def test_flag_with_no_close_match_and_bad_value_have_no_suggestion(
+    model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for extra in (["--zzzz"], ["--nireq", "x"]):
+        with pytest.raises(SystemExit) as caught:
+            cli.main(single(model_dir, *extra))
+        assert caught.value.code == 64
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 2
+        assert lines[1] == "Run 'ovserve --help' to see every flag."

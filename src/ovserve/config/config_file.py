@@ -21,6 +21,12 @@ from ovserve.config.layout import parse_layout_param
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.model_path import ModelPath, parse_model_path
 from ovserve.config.plugin_config import parse_plugin_config
+from ovserve.config.preprocessing import (
+    Preprocessing,
+    parse_color_format,
+    parse_float_value,
+    parse_precision,
+)
 from ovserve.config.shape import parse_batch_size, parse_shape_object
 from ovserve.config.version_policy import DEFAULT_POLICY, parse_version_policy
 from ovserve.errors import ConfigError
@@ -42,6 +48,7 @@ _STRING = "a string"
 _BOOL = "true or false"
 _UINT = "a non-negative integer"
 _OBJECT = "an object"
+_FLOATS = "a string, a number or a list of numbers"
 
 _MODEL_KEYS: Final[dict[str, str]] = {
     "name": _STRING,
@@ -58,12 +65,21 @@ _MODEL_KEYS: Final[dict[str, str]] = {
     "low_latency_transformation": _BOOL,
     "idle_sequence_cleanup": _BOOL,
     "max_sequence_number": _UINT,
+    # Beyond OVMS's schema, which rejects these four (they work only on its command line):
+    "mean": _FLOATS,
+    "scale": _FLOATS,
+    "color_format": _STRING,
+    "precision": _STRING,
 }
-"""Keys OVMS's schema allows in a model's ``config``, with the JSON type each takes."""
+"""Keys allowed in a model's ``config`` (OVMS's schema and four more), with each JSON type."""
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _is_uint(value: object) -> bool:
@@ -76,6 +92,11 @@ _TYPE_CHECKS: Final[dict[str, Callable[[object], bool]]] = {
     _UINT: _is_uint,
     _OBJECT: lambda value: isinstance(value, dict),
     "a string or an integer": lambda value: isinstance(value, str) or _is_int(value),
+    _FLOATS: lambda value: (
+        isinstance(value, str)
+        or _is_number(value)
+        or (isinstance(value, list) and all(_is_number(item) for item in value))
+    ),
     "a string, an object or a list of integers": lambda value: (
         isinstance(value, str | dict)
         or (isinstance(value, list) and all(_is_int(item) for item in value))
@@ -313,7 +334,18 @@ def _parse_model(
         plugin_config=field("plugin_config", parse_plugin_config, {}),
         cache_dir=cache_dir,
         allow_cache=entry.get("allow_cache", False),
+        preprocessing=Preprocessing(
+            mean=field("mean", lambda value: parse_float_value(_float_text(value), "mean")),
+            scale=field("scale", lambda value: parse_float_value(_float_text(value), "scale")),
+            color_format=field("color_format", parse_color_format),
+            precision=field("precision", parse_precision),
+        ),
     )
+
+
+def _float_text(value: str | float | list[float]) -> str:
+    """mean/scale as OVMS's string syntax (config.json may also give a number or a list)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _resolve_base_path(value: str, folder: Path) -> ModelPath:

@@ -10,6 +10,7 @@ from ovserve.config.layout import Layout
 from ovserve.config.mapping import TensorMapping
 from ovserve.config.model_path import ModelPath
 from ovserve.config.plugin_config import PluginValue
+from ovserve.config.preprocessing import NO_PREPROCESSING, Preprocessing
 from ovserve.config.shape import BatchSize, ShapeValue
 from ovserve.config.version_policy import DEFAULT_POLICY, VersionPolicy
 
@@ -35,3 +36,5 @@ class ModelConfig:
     """Use the cache even for ``auto`` shapes (off by default for them, as in OVMS)."""
     mapping: TensorMapping = field(default_factory=TensorMapping)
     """Aliases from the version folder's ``mapping_config.json`` (set when a version loads)."""
+    preprocessing: Preprocessing = NO_PREPROCESSING
+    """``mean``, ``scale``, ``color_format``, ``precision``: conversions of the client's input."""

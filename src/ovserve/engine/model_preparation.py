@@ -5,6 +5,7 @@ Everything here runs once per load; nothing here is on the request path.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import openvino as ov
@@ -89,9 +90,15 @@ def _port_for(model: ov.Model, key: str, what: str) -> ov.Output:
     raise ConfigError(f"Config {what} - {key} not found in model")
 
 
-def apply_layout(model: ov.Model, config: ModelConfig) -> ov.Model:
-    """Add a transpose for each ``tgt:src`` layout, tag the others."""
-    if not config.layout:
+def apply_preprocessing(model: ov.Model, config: ModelConfig) -> ov.Model:
+    """Layouts and OVMS's preprocessing options, in one PrePostProcessor, as OVMS builds it.
+
+    Per input, the client's layout (``tgt`` of ``tgt:src``) and the model's; then, on the only
+    input: the client's colour format converted, its element type converted, mean subtracted,
+    scale divided. OpenVINO appends the conversion to the model's type and layout after these,
+    so mean and scale work per channel in the client's layout.
+    """
+    if not config.layout and not config.preprocessing:
         return model
     ppp = ov.preprocess.PrePostProcessor(model)
     for key, layout in config.layout.items():
@@ -103,12 +110,86 @@ def apply_layout(model: ov.Model, config: ModelConfig) -> ov.Model:
         else:
             step.tensor().set_layout(ov.Layout(layout.target))
             step.model().set_layout(ov.Layout(layout.source))
+    if config.preprocessing:
+        _add_input_conversions(ppp, model, config)
     try:
-        return ppp.build()
+        built = ppp.build()
+    except RuntimeError as error:
+        what = "layout or preprocessing" if config.preprocessing else "layout"
+        raise ConfigError(
+            f"Model {config.name}: cannot apply {what}: {first_error_line(error)}"
+        ) from None
+    for port in built.inputs:
+        # Every input needs a tensor name for clients. Planar colour formats get theirs from
+        # _PLANES; should a PrePostProcessor step add an unnamed one, use its node's name.
+        if not port.get_names():
+            port.get_tensor().set_names({port.get_node().get_friendly_name()})
+    return built
+
+
+_COLOR_FORMATS: dict[str, ov.preprocess.ColorFormat] = {
+    "RGB": ov.preprocess.ColorFormat.RGB,
+    "BGR": ov.preprocess.ColorFormat.BGR,
+    "GRAY": ov.preprocess.ColorFormat.GRAY,
+    "NV12": ov.preprocess.ColorFormat.NV12_SINGLE_PLANE,
+    "NV12_2": ov.preprocess.ColorFormat.NV12_TWO_PLANES,
+    "I420": ov.preprocess.ColorFormat.I420_SINGLE_PLANE,
+    "I420_3": ov.preprocess.ColorFormat.I420_THREE_PLANES,
+}
+
+_PLANES: dict[str, list[str]] = {"NV12_2": ["y", "uv"], "I420_3": ["y", "u", "v"]}
+"""Planar formats split the input into one parameter per plane, named ``<input>/<plane>``."""
+
+_ELEMENT_TYPES: dict[str, ov.Type] = {
+    "BF16": ov.Type.bf16,
+    "FP64": ov.Type.f64,
+    "FP32": ov.Type.f32,
+    "FP16": ov.Type.f16,
+    "INT64": ov.Type.i64,
+    "INT32": ov.Type.i32,
+    "INT16": ov.Type.i16,
+    "INT8": ov.Type.i8,
+    "INT4": ov.Type.i4,
+    "UINT64": ov.Type.u64,
+    "UINT32": ov.Type.u32,
+    "UINT16": ov.Type.u16,
+    "UINT8": ov.Type.u8,
+    "UINT4": ov.Type.u4,
+    "UINT1": ov.Type.u1,
+}
+
+
+def _add_input_conversions(
+    ppp: ov.preprocess.PrePostProcessor, model: ov.Model, config: ModelConfig
+) -> None:
+    """OVMS's steps on the unnamed input, in its order (``applyPreprocessingConfiguration``)."""
+    if len(model.inputs) != 1:
+        raise ConfigError(
+            f"Model {config.name}: mean, scale, color_format and precision apply to a model's "
+            f"only input, and this model has {len(model.inputs)} inputs"
+        )
+    options = config.preprocessing
+    step = ppp.input()
+    try:
+        if options.color_format is not None:
+            client = options.color_format.client
+            step.tensor().set_color_format(_COLOR_FORMATS[client], _PLANES.get(client, []))
+            step.preprocess().convert_color(_COLOR_FORMATS[options.color_format.converted])
+        if options.precision is not None:
+            step.tensor().set_element_type(_ELEMENT_TYPES[options.precision.client])
+            step.preprocess().convert_element_type(_ELEMENT_TYPES[options.precision.converted])
+        if options.mean is not None:
+            step.preprocess().mean(_as_ov_values(options.mean))
+        if options.scale is not None:
+            step.preprocess().scale(_as_ov_values(options.scale))
     except RuntimeError as error:
         raise ConfigError(
-            f"Model {config.name}: cannot apply layout: {first_error_line(error)}"
+            f"Model {config.name}: cannot configure input preprocessing: {first_error_line(error)}"
         ) from None
+
+
+def _as_ov_values(value: float | tuple[float, ...]) -> float | list[float]:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _check_layout_rank(port: ov.Output, layout: Layout, model_name: str) -> None:
@@ -141,10 +222,25 @@ def apply_shape(model: ov.Model, config: ModelConfig) -> None:
     try:
         model.reshape(new_shapes)
     except RuntimeError as error:
+        detail = _rank_mismatch(model, new_shapes) or f"({first_error_line(error)})"
         raise ConfigError(
-            f"OV does not support reshaping model: {config.name} with provided shape "
-            f"({first_error_line(error)})"
+            f"OV does not support reshaping model: {config.name} with provided shape {detail}"
         ) from None
+
+
+def _rank_mismatch(model: ov.Model, new_shapes: dict[str, ov.PartialShape]) -> str | None:
+    """A plain account of a shape whose rank differs from its input's, if there is one."""
+    for port in model.inputs:
+        given = new_shapes.get(port.get_any_name())
+        rank = port.get_partial_shape().rank
+        if given is None or not rank.is_static or given.rank.get_length() == rank.get_length():
+            continue
+        return (
+            f"{from_partial_shape(given)}: input {port.get_any_name()} has "
+            f"{rank.get_length()} dimensions {from_partial_shape(port.get_partial_shape())}, "
+            f"the shape given has {given.rank.get_length()}"
+        )
+    return None
 
 
 def _batch_index(port: ov.Output) -> int:
@@ -154,6 +250,32 @@ def _batch_index(port: ov.Output) -> int:
         rank = int(port.get_partial_shape().rank.get_length())
         return int(ov.layout_helpers.batch_idx(layout)) % rank
     return 0
+
+
+VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
+"""OpenVINO's devices that choose among or combine the real ones (``MULTI:CPU,GPU``)."""
+
+
+def unknown_device(available: list[str], device: str) -> str | None:
+    """Why ``device`` names no device of this machine, listing those there are (None: fine).
+
+    ``available`` is ``Core().available_devices`` (``CPU``, ``GPU.0``...); a bare ``GPU``
+    matches ``GPU.0``.
+    """
+    listing = (
+        f"available devices: {', '.join(available) or 'none'} "
+        "(AUTO, MULTI:<devices> and HETERO:<devices> combine them)"
+    )
+    if not device.strip():
+        return f"target_device is empty; {listing}"
+    names = [name for name in re.split(r"[:,()]", device) if name.strip()]
+    for name in names:
+        base = name.strip().upper()
+        if base in VIRTUAL_DEVICES or base.isdigit():
+            continue
+        if not any(found == base or found.startswith(f"{base}.") for found in available):
+            return f"target device {name} is not available; {listing}"
+    return None
 
 
 def compile_properties(config: ModelConfig) -> dict[str, Any]:

@@ -30,14 +30,16 @@ from ovserve.config.model_config import ModelConfig
 from ovserve.engine import latency_probe
 from ovserve.engine.base import EngineResult
 from ovserve.engine.model_preparation import (
-    apply_layout,
+    apply_preprocessing,
     apply_shape,
     compile_properties,
     datatype_of,
     first_error_line,
     from_partial_shape,
     layout_name,
+    unknown_device,
 )
+from ovserve.engine.native_stderr import captured_native_stderr
 from ovserve.errors import ConfigError, InferenceFailed
 from ovserve.tensors import TensorSpec
 
@@ -60,14 +62,8 @@ class OpenVINOEngine:
         self._core = ov.Core()
 
     def load(self, model_file: Path, config: ModelConfig) -> OpenVINOCompiledModel:
-        """Read, apply layout and shape, compile, and build the infer-request pool."""
-        try:
-            model = self._core.read_model(str(model_file))
-        except RuntimeError:
-            raise ConfigError(
-                f"Model {config.name}: cannot read model file {model_file.name}: "
-                "the file is corrupt or not an OpenVINO IR/ONNX model"
-            ) from None
+        """Read, apply layout, preprocessing and shape, compile, build the infer-request pool."""
+        model = self._read(model_file, config)
         if config.mapping:
             # Shape and layout keys may name inputs by their mapping_config.json aliases.
             real = config.mapping.real_input
@@ -76,13 +72,29 @@ class OpenVINOEngine:
                 shape={real(key): value for key, value in config.shape.items()},
                 layout={real(key): value for key, value in config.layout.items()},
             )
-        model = apply_layout(model, config)
+        model = apply_preprocessing(model, config)
         apply_shape(model, config)
         properties = compile_properties(config)
         compiled = self._compile(model, config, properties)
         if latency_probe.may_tune(config.plugin_config, config.target_device):
             compiled = self._retune_short_model(model, config, properties, compiled)
-        return OpenVINOCompiledModel(compiled, config)
+        return OpenVINOCompiledModel(compiled, config, model)
+
+    def _read(self, model_file: Path, config: ModelConfig) -> ov.Model:
+        """Read the file; a corrupt one gives one clear error, not the parsers' own output."""
+        with captured_native_stderr() as parser_output:
+            try:
+                model = self._core.read_model(str(model_file))
+            except RuntimeError:
+                model = None
+        if model is None:
+            log.debug("Reading %s printed: %s", model_file, parser_output.text.strip())
+            raise ConfigError(
+                f"Model {config.name}: cannot read model file {model_file.name}: "
+                "the file is corrupt or not an OpenVINO IR/ONNX model"
+            )
+        parser_output.pass_through()
+        return model
 
     def _compile(
         self, model: ov.Model, config: ModelConfig, properties: dict[str, Any]
@@ -90,10 +102,11 @@ class OpenVINOEngine:
         try:
             return self._core.compile_model(model, config.target_device, properties)
         except RuntimeError as error:
-            raise ConfigError(
-                f"Model {config.name}: cannot compile for {config.target_device}: "
-                f"{first_error_line(error)}"
-            ) from None
+            missing = unknown_device(self._core.available_devices, config.target_device)
+            reason = (
+                missing or f"cannot compile for {config.target_device}: {first_error_line(error)}"
+            )
+            raise ConfigError(f"Model {config.name}: {reason}") from None
 
     def _retune_short_model(
         self,
@@ -125,9 +138,15 @@ class OpenVINOEngine:
 
 
 class OpenVINOCompiledModel:
-    """A compiled model with ``nireq`` infer requests served by as many worker threads."""
+    """A compiled model with ``nireq`` infer requests served by as many worker threads.
 
-    def __init__(self, compiled: ov.CompiledModel, config: ModelConfig) -> None:
+    Tensor names come from ``prepared``, the model as read, laid out and reshaped but not yet
+    compiled, as OVMS takes them: compiling merges the names of tensors that an ``Identity``
+    joins, so an ONNX output ``scores`` can show up as its producer's name there. Ports are
+    matched by index, which compiling keeps.
+    """
+
+    def __init__(self, compiled: ov.CompiledModel, config: ModelConfig, prepared: ov.Model) -> None:
         self._compiled: ov.CompiledModel | None = compiled
         # Clients see mapping_config.json aliases; the name-to-index maps below then send
         # each alias to its real tensor.
@@ -139,7 +158,7 @@ class OpenVINOCompiledModel:
                 from_partial_shape(port.get_partial_shape()),
                 layout_name(port),
             )
-            for port in compiled.inputs
+            for port in prepared.inputs
         )
         self._outputs = tuple(
             TensorSpec(
@@ -147,8 +166,10 @@ class OpenVINOCompiledModel:
                 datatype_of(port.get_element_type()),
                 from_partial_shape(port.get_partial_shape()),
             )
-            for port in compiled.outputs
+            for port in prepared.outputs
         )
+        if len(self._inputs) != len(compiled.inputs) or len(self._outputs) != len(compiled.outputs):
+            raise ConfigError(f"Model {config.name}: compiling changed the number of tensors")
         self._input_index = {spec.name: index for index, spec in enumerate(self._inputs)}
         self._output_index = {spec.name: index for index, spec in enumerate(self._outputs)}
         self._nireq = config.nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))

@@ -177,7 +177,7 @@ def test_duplicate_json_key() -> None:
             "model_config_list[0]: unknown key 'x'",
         ),
         (one(shapes="(1,3)"), "model_config_list[0].config: unknown key 'shapes'"),
-        (one(mean=[1.0]), "model_config_list[0].config: unknown key 'mean'"),
+        (one(mean={"r": 1}), "model_config_list[0].config.mean: expected a string, a number or"),
         (one(nireq=-1), "model_config_list[0].config.nireq: expected a non-negative integer"),
         (one(nireq=True), "model_config_list[0].config.nireq: expected a non-negative integer"),
         (one(shape=7), "model_config_list[0].config.shape: expected a string, an object"),
@@ -273,3 +273,41 @@ def test_read_config_file(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigFileUnreadable, match="Config file not found or cannot open"):
         read_config_file(tmp_path / "nope.json")
+
+
+def test_preprocessing_keys_beyond_ovms() -> None:
+    """mean/scale/color_format/precision: OVMS's string syntax, mean and scale also as JSON."""
+    from ovserve.config.preprocessing import ColorConversion, PrecisionConversion
+
+    (model,) = parse(
+        one(
+            layout="NHWC:NCHW",
+            mean=[123.675, 116.28, 103.53],
+            scale="[58.395,57.12,57.375]",
+            color_format="BGR:RGB",
+            precision="uint8:fp32",
+        )
+    ).models
+    assert model.preprocessing.mean == (123.675, 116.28, 103.53)
+    assert model.preprocessing.scale == (58.395, 57.12, 57.375)
+    assert model.preprocessing.color_format == ColorConversion("RGB", "BGR")
+    assert model.preprocessing.precision == PrecisionConversion("UINT8", "FP32")
+    (scalar,) = parse(one(mean=1, scale=2.5)).models
+    assert (scalar.preprocessing.mean, scalar.preprocessing.scale) == (1.0, 2.5)
+    assert not parse(one()).models[0].preprocessing
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"mean": "[a;b]"}, "model_config_list[0].config.mean: Couldn't parse mean parameter: The"),
+        ({"scale": [1, "x"]}, "model_config_list[0].config.scale: expected a string, a number"),
+        ({"color_format": "RGB"}, "The provided color format is in wrong format"),
+        ({"precision": "FP32"}, "The provided precision is in wrong format"),
+    ],
+)
+def test_preprocessing_key_errors(config: dict[str, Any], message: str) -> None:
+    if isinstance(config.get("scale"), list):
+        assert message in rejected(one(**config))
+    else:
+        assert message in model_error(**config)
