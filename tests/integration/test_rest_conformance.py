@@ -14,10 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from _models import add_onnx, save_onnx
 from _server import ServerPool
+from _skips import OFFLINE, unavailable
 
 SPEC = Path(__file__).parent / "specs" / "open_inference_rest.yaml"
 EXAMPLES = 120
@@ -26,7 +25,7 @@ EXAMPLES = 120
 def _schemathesis() -> list[str]:
     found = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     if found is None:
-        pytest.skip("schemathesis is not installed (pip install -e '.[dev]')")
+        unavailable(OFFLINE, "schemathesis is not installed (pip install -e '.[dev]')")
     return [found]
 
 

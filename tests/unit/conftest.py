@@ -10,8 +10,9 @@ import pytest
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.shape import Shape
 from ovserve.config.version_policy import DEFAULT_POLICY, VersionPolicy
-from ovserve.engine.fake_engine import FakeCompiledModel, FakeEngine
 from ovserve.tensors import DataType, TensorSpec
+
+from _fake_engine import FakeCompiledModel, FakeEngine
 
 RepoFactory = Callable[..., ModelConfig]
 

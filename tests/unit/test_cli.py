@@ -307,9 +307,31 @@ def test_main_prints_the_shape_batch_warning_and_runs(
     assert SHAPE_BATCH_WARNING in capsys.readouterr().err
 
 
-def test_main_returns_the_server_status(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ovserve.server.run_server", lambda config: 1)
-    assert cli.main(single(model_dir)) == 1
+@pytest.mark.parametrize("status", [0, 1, 3])
+def test_main_returns_the_server_status(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    """``main`` runs the server with the parsed config and exits with whatever it returned."""
+    started: list[ServerConfig] = []
+
+    def fake_run_server(config: ServerConfig) -> int:
+        started.append(config)
+        return status
+
+    monkeypatch.setattr("ovserve.server.run_server", fake_run_server)
+    assert cli.main(single(model_dir)) == status
+    assert [model.name for model in started[0].models] == ["m"]
+    assert len(started) == 1
+
+
+def test_main_refuses_a_bad_flag_without_starting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started: list[ServerConfig] = []
+    monkeypatch.setattr("ovserve.server.run_server", started.append)
+    assert cli.main(["--model_name", "m", "--model_path", "/x", "--shape", "(1,x)"]) == 64
+    assert started == []
+    assert capsys.readouterr().err.strip()
 
 
 def test_rest_only_is_allowed(model_dir: Path) -> None:

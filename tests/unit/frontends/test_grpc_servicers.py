@@ -17,8 +17,14 @@ from hypothesis import strategies as st
 
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.version_policy import AllVersions
-from ovserve.engine.fake_engine import FakeEngine
-from ovserve.errors import ErrorCode, InvalidInput, ModelNotFound, OvserveError, VersionNotFound
+from ovserve.errors import (
+    ErrorCode,
+    InvalidInput,
+    ModelNotFound,
+    OvserveError,
+    ShapeMismatch,
+    VersionNotFound,
+)
 from ovserve.frontends._generated.kserve import grpc_predict_v2_pb2 as pb
 from ovserve.frontends._generated.tensorflow.core.framework import tensor_pb2, types_pb2
 from ovserve.frontends._generated.tensorflow_serving.apis import (
@@ -28,12 +34,15 @@ from ovserve.frontends._generated.tensorflow_serving.apis import (
 )
 from ovserve.frontends.grpc_server import ErrorInterceptor
 from ovserve.frontends.kserve.grpc_servicer import KServeServicer
+from ovserve.frontends.kserve.wire import SPLIT_MIN_BYTES, parse_infer_request
 from ovserve.frontends.tfserving.grpc_servicer import ModelServicer, PredictionServicer
-from ovserve.frontends.tfserving.wire import PredictRequestView
+from ovserve.frontends.tfserving.wire import PredictRequestView, parse_predict_request
 from ovserve.metrics import Metrics
 from ovserve.serving.model_instance import ModelVersionState
 from ovserve.serving.model_manager import ModelManager
 from ovserve.serving.service import ServingService
+
+from _fake_engine import FakeEngine
 
 T = TypeVar("T")
 RepoFactory = Callable[..., ModelConfig]
@@ -341,43 +350,140 @@ def test_tfs_status(service: ServingService) -> None:
         run(ModelServicer(service).GetModelStatus(request, CONTEXT))
 
 
-# --- fuzzing: mutated requests only ever raise OvserveError --------------------------------------
+# --- fuzzing: mutated requests ------------------------------------------------------------------
+#
+# A valid request large enough (>= SPLIT_MIN_BYTES) for the zero-copy parse is mutated at a few
+# places, mostly in its header. The zero-copy parse must agree with protobuf's own parse: both
+# refuse the bytes, or both accept them and the servicer answers (or refuses) them the same way.
+# A refusal must be a client error of the right class with a code that class may carry; the
+# answer must be the fake engine's sum of the values protobuf read.
+
+ROWS = SPLIT_MIN_BYTES // 12 + 1
+"""Rows of the [ROWS, 3] FP32 input: just past the zero-copy threshold."""
+
+CLIENT_ERRORS: dict[type[OvserveError], set[ErrorCode]] = {
+    ModelNotFound: {ErrorCode.MODEL_NAME_MISSING},
+    VersionNotFound: {ErrorCode.MODEL_VERSION_MISSING},
+    InvalidInput: {
+        ErrorCode.INVALID_ARGUMENT,
+        ErrorCode.INVALID_NO_OF_INPUTS,
+        ErrorCode.INVALID_MISSING_INPUT,
+        ErrorCode.INVALID_UNEXPECTED_INPUT,
+        ErrorCode.INVALID_PRECISION,
+        ErrorCode.INVALID_CONTENT_SIZE,
+        ErrorCode.INVALID_VALUE_COUNT,
+        ErrorCode.INVALID_OUTPUT,
+        ErrorCode.MODEL_SPEC_MISSING,
+        ErrorCode.MODEL_VERSION_INVALID_FORMAT,
+    },
+    ShapeMismatch: {
+        ErrorCode.INVALID_SHAPE,
+        ErrorCode.INVALID_BATCH_SIZE,
+        ErrorCode.INVALID_NO_OF_SHAPE_DIMENSIONS,
+    },
+}
 
 
 def mutate(data: bytes, edits: list[tuple[int, int]]) -> bytes:
     buffer = bytearray(data)
     for position, value in edits:
-        if buffer:
-            buffer[position % len(buffer)] = value
+        buffer[position % len(buffer)] = value
     return bytes(buffer)
 
 
-EDITS = st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=6)
-
-
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+POSITIONS = st.one_of(st.integers(0, 64), st.integers(0, 200_000))
+"""Mostly the header (names, shapes, datatype, field tags), sometimes anywhere."""
+EDITS = st.lists(st.tuples(POSITIONS, st.integers(0, 255)), min_size=1, max_size=4)
+FUZZ = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+
+
+def outcome(call: Coroutine[Any, Any, T]) -> T | OvserveError:
+    """The reply, or the client error raised (checked against CLIENT_ERRORS)."""
+    try:
+        return run(call)
+    except OvserveError as error:
+        refused = error
+    assert type(refused) in CLIENT_ERRORS, f"{type(refused).__name__}: {refused.text}"
+    assert refused.code in CLIENT_ERRORS[type(refused)], f"{refused.code}: {refused.text}"
+    return refused
+
+
+def large_kserve_request() -> bytes:
+    values = np.arange(ROWS * 3, dtype=np.float32) % 7
+    request = kserve_request("1", tuple(values.tolist()))
+    request.inputs[0].shape[:] = [ROWS, 3]
+    data = request.SerializeToString()
+    assert len(data) >= SPLIT_MIN_BYTES
+    return data
+
+
+def large_predict_request() -> bytes:
+    request = predict_request(1)
+    proto = request.inputs["data"]
+    proto.ClearField("float_val")
+    proto.tensor_shape.dim[0].size = ROWS
+    proto.tensor_content = (np.arange(ROWS * 3, dtype=np.float32) % 7).tobytes()
+    data = request.SerializeToString()
+    assert len(data) >= SPLIT_MIN_BYTES
+    return data
+
+
+def test_the_fuzzed_requests_take_the_zero_copy_path() -> None:
+    kserve = parse_infer_request(large_kserve_request())
+    assert all(isinstance(raw, memoryview) for raw in kserve.raw_inputs)
+    assert len(kserve.message.raw_input_contents) == 0
+    tfs = parse_predict_request(large_predict_request())
+    assert set(tfs.contents) == {"data"}
+    assert tfs.message.inputs["data"].tensor_content == b""
+
+
+def _kserve_values(reply: pb.ModelInferResponse) -> list[float]:
+    return np.frombuffer(reply.raw_output_contents[0], np.float32).tolist()
+
+
+@FUZZ
 @given(edits=EDITS)
 def test_mutated_kserve_requests(service: ServingService, edits: list[tuple[int, int]]) -> None:
-    valid = kserve_request("1").SerializeToString()
+    data = mutate(large_kserve_request(), edits)
     try:
-        request = pb.ModelInferRequest.FromString(mutate(valid, edits))
+        plain = pb.ModelInferRequest.FromString(data)
     except DecodeError:
+        with pytest.raises(DecodeError):
+            parse_infer_request(data)
         return
-    with contextlib.suppress(OvserveError):
-        run(KServeServicer(service).ModelInfer(request, CONTEXT))
+    servicer = KServeServicer(service)
+    expected = outcome(servicer.ModelInfer(plain, CONTEXT))
+    got = outcome(servicer.ModelInfer(parse_infer_request(data), CONTEXT))
+    if isinstance(expected, OvserveError):
+        assert isinstance(got, OvserveError)
+        assert (got.code, got.text) == (expected.code, expected.text)
+        return
+    assert not isinstance(got, OvserveError), got.text
+    raw = np.frombuffer(plain.raw_input_contents[0], np.float32).astype(np.float64)
+    assert _kserve_values(got) == _kserve_values(expected)
+    assert set(_kserve_values(got)) == {np.float32(raw.sum())}
 
 
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@FUZZ
 @given(edits=EDITS)
 def test_mutated_tfs_requests(service: ServingService, edits: list[tuple[int, int]]) -> None:
-    valid = predict_request(1).SerializeToString()
+    data = mutate(large_predict_request(), edits)
     try:
-        request = predict_pb2.PredictRequest.FromString(mutate(valid, edits))
+        plain = predict_pb2.PredictRequest.FromString(data)
     except DecodeError:
+        with pytest.raises(DecodeError):
+            parse_predict_request(data)
         return
-    with contextlib.suppress(OvserveError):
-        run(PredictionServicer(service).Predict(request, CONTEXT))
+    servicer = PredictionServicer(service)
+    expected = outcome(servicer.Predict(plain, CONTEXT))
+    got = outcome(servicer.Predict(parse_predict_request(data), CONTEXT))
+    if isinstance(expected, OvserveError):
+        assert isinstance(got, OvserveError)
+        assert (got.code, got.text) == (expected.code, expected.text)
+        return
+    assert not isinstance(got, OvserveError), got.text
+    assert got.SerializeToString(deterministic=True) == expected.SerializeToString(
+        deterministic=True
+    )

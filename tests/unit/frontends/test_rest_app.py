@@ -13,7 +13,6 @@ import pytest
 
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.version_policy import AllVersions
-from ovserve.engine.fake_engine import FakeEngine
 from ovserve.frontends.rest.app import RestApp
 from ovserve.frontends.rest.http import Request
 from ovserve.frontends.rest_api import build_app
@@ -21,6 +20,8 @@ from ovserve.metrics import Metrics
 from ovserve.serving.model_instance import ModelVersionState
 from ovserve.serving.model_manager import ModelManager
 from ovserve.serving.service import ServingService
+
+from _fake_engine import FakeEngine
 
 RepoFactory = Callable[..., ModelConfig]
 

@@ -16,13 +16,14 @@ import pytest
 from ovserve.config.mapping import TensorMapping
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.shape import ANONYMOUS_INPUT, AUTO, Dimension, Shape
-from ovserve.engine.fake_engine import FakeCompiledModel
 from ovserve.errors import ConfigError, ModelNotReady, ReshapeFailed, ShapeMismatch
 from ovserve.serving import model_instance
 from ovserve.serving.auto_shape import AutoShape, Reshape
 from ovserve.serving.model_instance import ModelInstance
 from ovserve.serving.model_manager import ModelManager
 from ovserve.tensors import DataType, RequestTensor, TensorSpec
+
+from _fake_engine import FakeCompiledModel
 
 T = TypeVar("T")
 FP32 = DataType.FP32

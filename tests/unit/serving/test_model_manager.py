@@ -13,7 +13,6 @@ import pytest
 
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.version_policy import AllVersions, LatestVersions, SpecificVersions
-from ovserve.engine.fake_engine import FakeEngine
 from ovserve.errors import (
     ConfigError,
     ModelNotFound,
@@ -24,6 +23,8 @@ from ovserve.errors import (
 from ovserve.serving.model_instance import ModelVersionState
 from ovserve.serving.model_manager import ModelManager
 from ovserve.tensors import DataType, RequestTensor
+
+from _fake_engine import FakeCompiledModel, FakeEngine
 
 T = TypeVar("T")
 RepoFactory = Callable[..., ModelConfig]
@@ -169,7 +170,8 @@ def test_sync_loads_new_versions_and_retires_old_ones(
     with pytest.raises(ModelRetired) as caught:
         manager.instance("m", 1)
     assert caught.value.text == "Model with requested version is retired"
-    assert engine.models["v1.xml"].closed
+    assert engine.last("v1.xml").close_calls == 1
+    assert not engine.last("v2.xml").closed
 
 
 def test_deleted_version_is_unloaded_and_the_default_falls_back(
@@ -203,12 +205,13 @@ def test_a_failed_version_is_not_retried_every_sync(
 
 
 def test_retire_waits_for_in_flight_requests(engine: FakeEngine, make_repo: RepoFactory) -> None:
-    fake = engine.models["v1.xml"]
     config = make_repo([1])
     events: list[str] = []
 
-    async def scenario() -> None:
+    async def scenario() -> FakeCompiledModel:
         release = asyncio.Event()
+        manager = await started(engine, config)
+        fake = engine.last("v1.xml")
         original = fake.infer
 
         async def slow_infer(inputs: Any, outputs: Any = None) -> Any:
@@ -218,7 +221,6 @@ def test_retire_waits_for_in_flight_requests(engine: FakeEngine, make_repo: Repo
             return await original(inputs, outputs)
 
         fake.infer = slow_infer  # type: ignore[method-assign]
-        manager = await started(engine, config)
         tensor = RequestTensor("data", DataType.FP32, (1, 3), np.ones(3, np.float32))
         instance = manager.instance("m")
         request = asyncio.create_task(instance.infer([tensor]))
@@ -232,15 +234,15 @@ def test_retire_waits_for_in_flight_requests(engine: FakeEngine, make_repo: Repo
         await retiring
         events.append("retired")
         assert result.outputs["out"].tolist() == [[3.0, 3.0, 3.0]]
+        return fake
 
-    run(scenario())
+    fake = run(scenario())
     assert events == ["infer started", "retire waiting", "infer done", "retired"]
-    assert fake.closed
+    assert fake.close_calls == 1
 
 
 def test_close_releases_every_version(engine: FakeEngine, make_repo: RepoFactory) -> None:
     manager = run(started(engine, make_repo([1, 2], policy=AllVersions())))
     manager.close()
-    assert engine.models["v1.xml"].closed
-    assert engine.models["v2.xml"].closed
+    assert [model.close_calls for model in engine.compiled] == [1, 1]
     assert set(versions_in(manager).values()) == {ModelVersionState.END}

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from ovserve.config.config_file import read_config_file
-from ovserve.engine.fake_engine import FakeEngine
 from ovserve.errors import ConfigError, ModelRetired, VersionNotFound
 from ovserve.metrics import GRPC, TFS, Endpoint
 from ovserve.serving.model_instance import ModelVersionState as S
@@ -22,6 +21,8 @@ from ovserve.serving.model_manager import ModelManager
 from ovserve.serving.reloader import CONFIG_NOT_FOUND, RELOAD_FAILED, Reloader
 from ovserve.serving.service import ServingService
 from ovserve.tensors import DataType, RequestTensor
+
+from _fake_engine import FakeEngine
 
 T = TypeVar("T")
 AddVersion = Callable[..., Path]
@@ -283,16 +284,17 @@ def test_failed_recompile_keeps_the_served_version(repo: Repo) -> None:
 
 def test_in_flight_request_finishes_across_a_recompile(repo: Repo) -> None:
     repo.write(entry("a", repo.folder("a", 1)))
-    fake = repo.engine.models["v1.xml"]
     release = asyncio.Event()
-    original = fake.infer
-
-    async def slow_infer(inputs: Any, outputs: Any = None) -> Any:
-        await release.wait()
-        return await original(inputs, outputs)
 
     async def scenario() -> list[float]:
         await repo.start()
+        fake = repo.engine.last("v1.xml")
+        original = fake.infer
+
+        async def slow_infer(inputs: Any, outputs: Any = None) -> Any:
+            await release.wait()
+            return await original(inputs, outputs)
+
         fake.infer = slow_infer  # type: ignore[method-assign]
         tensor = RequestTensor("data", DataType.FP32, (1, 3), np.ones(3, np.float32))
         request = asyncio.create_task(repo.service.infer(INFER, "a", None, [tensor]))
@@ -307,6 +309,9 @@ def test_in_flight_request_finishes_across_a_recompile(repo: Repo) -> None:
         result = await request
         await poll
         assert old.state is S.END
+        assert fake.close_calls == 1
+        assert repo.engine.last("v1.xml") is not fake  # recompiled, not reused
+        assert not repo.engine.last("v1.xml").closed
         return result.outputs["out"].ravel().tolist()
 
     assert run(scenario()) == [3.0, 3.0, 3.0]
@@ -355,9 +360,19 @@ def test_poller_runs_until_stopped(repo: Repo) -> None:
 
 
 def test_zero_poll_period_starts_no_poller(repo: Repo) -> None:
-    async def scenario() -> bool:
-        repo.reloader.start()
-        await repo.reloader.stop()
-        return True
+    """With period 0 no task is started; with a period the poller task exists until stop."""
 
-    assert run(scenario())
+    def pollers() -> list[str]:
+        return [t.get_name() for t in asyncio.all_tasks() if "poller" in t.get_name()]
+
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        repo.reloader.start()
+        idle = pollers()
+        await repo.reloader.stop()
+        polling = Reloader(repo.models, poll_seconds=30, config_path=repo.path)
+        polling.start()
+        running = pollers()
+        await polling.stop()
+        return idle, running, pollers()
+
+    assert run(scenario()) == ([], ["file-system-poller"], [])

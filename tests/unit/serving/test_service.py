@@ -11,7 +11,6 @@ import pytest
 from ovserve import __version__
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.version_policy import AllVersions
-from ovserve.engine.fake_engine import FakeEngine
 from ovserve.errors import (
     ConfigError,
     ErrorCode,
@@ -25,6 +24,8 @@ from ovserve.serving.model_instance import ModelVersionState
 from ovserve.serving.model_manager import ModelManager
 from ovserve.serving.service import ServingService
 from ovserve.tensors import DataType, RequestTensor
+
+from _fake_engine import FakeEngine
 
 RepoFactory = Callable[..., ModelConfig]
 
@@ -65,7 +66,7 @@ def test_infer_on_the_default_and_a_given_version(
     assert (result.model_name, result.model_version) == ("m", 2)
     assert result.outputs["out"].tolist() == [[6, 6, 6]]
     assert asyncio.run(service.infer(INFER, "m", 1, [tensor([1, 1, 1])])).model_version == 1
-    assert engine.models["v1.xml"].calls[0]["data"].tolist() == [[1, 1, 1]]
+    assert engine.last("v1.xml").calls[0]["data"].tolist() == [[1, 1, 1]]
 
 
 def test_infer_validates_before_the_engine_runs(engine: FakeEngine, make_repo: RepoFactory) -> None:
@@ -76,7 +77,7 @@ def test_infer_validates_before_the_engine_runs(engine: FakeEngine, make_repo: R
     with pytest.raises(InvalidInput) as unknown_output:
         asyncio.run(service.infer(INFER, "m", None, [tensor([1, 2, 3])], ["nope"]))
     assert unknown_output.value.code is ErrorCode.INVALID_OUTPUT
-    assert engine.models["v1.xml"].calls == []
+    assert engine.last("v1.xml").calls == []
 
 
 def test_infer_unknown_model_and_version(engine: FakeEngine, make_repo: RepoFactory) -> None:

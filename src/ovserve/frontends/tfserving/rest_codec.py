@@ -132,7 +132,7 @@ def _tensor(name: str, value: Any, spec: TensorSpec | None, code: ErrorCode) -> 
         datatype = spec.datatype if spec is not None else _guess_datatype(kind)
         if datatype is DataType.BYTES:
             raise InvalidInput(f"expected binary or string values; input name: {name}", code)
-        return RequestTensor(name, datatype, array.shape, _cast(array, datatype))
+        return RequestTensor(name, datatype, array.shape, _cast(array, datatype, name, code))
     if kind == "U":
         return RequestTensor(
             name, DataType.BYTES, array.shape, [text.encode() for text in array.flat]
@@ -149,8 +149,38 @@ def _guess_datatype(kind: str) -> DataType:
     return DataType.INT32 if kind in "iu" else DataType.FP32
 
 
-def _cast(array: npt.NDArray[Any], datatype: DataType) -> npt.NDArray[Any]:
-    return array.astype(datatype.numpy_dtype, copy=False)
+def _cast(
+    array: npt.NDArray[Any], datatype: DataType, name: str, code: ErrorCode
+) -> npt.NDArray[Any]:
+    """The JSON numbers as ``datatype``, refusing what a cast would silently change.
+
+    Integer inputs take integers within the type's range only (1.7 would become 1 and 300 in a
+    UINT8 would wrap to 44); BOOL inputs take ``true``/``false`` only; a finite number too large
+    for a float type (1e40 in FP32) is refused rather than turned into infinity. KServe REST
+    refuses the same values.
+    """
+    target = datatype.numpy_dtype
+    if target.kind in "iu":
+        if array.dtype.kind not in "iu":
+            raise InvalidInput(
+                f"{datatype.value} values must be integers; input name: {name}", code
+            )
+        if array.size:
+            limits = np.iinfo(target)
+            if array.min() < limits.min or array.max() > limits.max:
+                raise _out_of_range(datatype, name, code)
+    elif target.kind == "b" and array.dtype.kind != "b":
+        raise InvalidInput(f"BOOL values must be true or false; input name: {name}", code)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = array.astype(target, copy=False)
+        overflowed = target.kind == "f" and bool((np.isinf(cast) & np.isfinite(array)).any())
+    if overflowed:
+        raise _out_of_range(datatype, name, code)
+    return cast
+
+
+def _out_of_range(datatype: DataType, name: str, code: ErrorCode) -> InvalidInput:
+    return InvalidInput(f"value out of range for {datatype.value}; input name: {name}", code)
 
 
 def _b64_decode(value: Mapping[str, str], name: str) -> bytes:
