@@ -75,6 +75,65 @@ def test_values_take_the_model_precision() -> None:
     assert tensor.data.dtype == np.uint8
 
 
+def spec(datatype: DataType) -> list[TensorSpec]:
+    return [TensorSpec("x", datatype, Shape.of(-1))]
+
+
+@pytest.mark.parametrize(
+    ("datatype", "sent", "detail"),
+    [
+        (DataType.INT32, [1, 1.7], "INT32 values must be integers"),
+        (DataType.UINT8, [1.0], "UINT8 values must be integers"),
+        (DataType.INT64, [2.5], "INT64 values must be integers"),
+        (DataType.UINT8, [300], "value out of range for UINT8"),
+        (DataType.UINT8, [-1], "value out of range for UINT8"),
+        (DataType.INT8, [128], "value out of range for INT8"),
+        (DataType.INT16, [-32769], "value out of range for INT16"),
+        (DataType.UINT32, [2**32], "value out of range for UINT32"),
+        (DataType.INT64, [2**63], "value out of range for INT64"),
+        (DataType.FP16, [70000.0], "value out of range for FP16"),
+        (DataType.FP32, [1e39], "value out of range for FP32"),
+        (DataType.BOOL, [1, 0], "BOOL values must be true or false"),
+    ],
+)
+@pytest.mark.parametrize("order", ["instances", "inputs"])
+def test_values_a_cast_would_change_are_refused(
+    datatype: DataType, sent: list[Any], detail: str, order: str
+) -> None:
+    """Never a silent wrap or truncation (1.7 -> 1, 300 -> 44 in UINT8): a 400 naming the input."""
+    error = error_of({order: {"x": sent}} if order == "inputs" else {order: sent}, spec(datatype))
+    code = (
+        ErrorCode.REST_COULD_NOT_PARSE_INPUT
+        if order == "inputs"
+        else ErrorCode.REST_COULD_NOT_PARSE_INSTANCE
+    )
+    assert (error.code, error.text) == (code, f"{code.message} - {detail}; input name: x")
+
+
+def test_booleans_are_not_integers() -> None:
+    error = error_of({"inputs": {"x": [True]}}, spec(DataType.INT64))
+    assert error.text.endswith(" - INT64 values must be integers; input name: x")
+
+
+@pytest.mark.parametrize(
+    ("datatype", "sent"),
+    [
+        (DataType.UINT8, [0, 255]),
+        (DataType.INT8, [-128, 127]),
+        (DataType.UINT64, [2**64 - 1]),
+        (DataType.INT64, [-(2**63), 2**63 - 1]),
+        (DataType.FP16, [65504.0, -1.5]),
+        (DataType.FP32, [3, 1.5, -(2.0**100)]),
+        (DataType.BOOL, [True, False]),
+    ],
+)
+def test_values_at_the_type_limits_are_kept_exactly(datatype: DataType, sent: list[Any]) -> None:
+    (tensor,), _ = decode({"inputs": {"x": sent}}, spec(datatype))
+    assert isinstance(tensor.data, np.ndarray)
+    assert tensor.data.dtype == datatype.numpy_dtype
+    assert tensor.data.tolist() == sent
+
+
 def test_unknown_inputs_are_int32_or_fp32_as_in_ovms() -> None:
     inputs, _ = decode({"inputs": {"a": [1, 2], "b": [1.5]}})
     assert [tensor.datatype for tensor in inputs] == [DataType.INT32, DataType.FP32]
