@@ -1,21 +1,15 @@
 """Helpers for the model-management tests: tiny OpenVINO models on disk and a server process.
 
-The server is a black box: started as ``python -m ovserve`` on free ports, polled until ready,
-talked to with the public clients only.
+The server is a black box: started as ``python -m ovserve`` on free ports by ``_server`` (the
+one launcher), polled until ready, talked to with the public clients only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +18,10 @@ import openvino as ov
 import openvino.opset13 as ops
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
+
+from _server import ServerError, ServerProcess, free_port
+
+__all__ = ["ServerProcess", "free_port"]  # re-exported: tests import them from here too
 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 READY_TIMEOUT_S = 60.0
@@ -94,112 +92,39 @@ def model_entry(name: str, base_path: Path | str, **extra: Any) -> dict[str, Any
 
 
 # ---------------------------------------------------------------------------------------------
-# server process
+# server process: the one launcher in ``_server``, under the names these tests use
 # ---------------------------------------------------------------------------------------------
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class ServerProcess:
-    """A running ``ovserve`` and its log."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    rest_port: int
-    log_path: Path
-    clients: list[grpcclient.InferenceServerClient] = field(default_factory=list)
-
-    @property
-    def grpc_url(self) -> str:
-        """host:port of the gRPC server."""
-        return f"127.0.0.1:{self.port}"
-
-    def client(self) -> grpcclient.InferenceServerClient:
-        """A KServe gRPC client (closed when the server stops)."""
-        client = grpcclient.InferenceServerClient(self.grpc_url)
-        self.clients.append(client)
-        return client
-
-    def log(self) -> str:
-        """Everything the server logged so far."""
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        """SIGTERM, wait, and return the exit status (kill if it hangs)."""
-        for client in self.clients:
-            with contextlib.suppress(Exception):
-                client.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return int(self.process.returncode)
-
-
 def start_server(args: Sequence[str], log_path: Path, *, wait: bool = True) -> ServerProcess:
-    """Start ``python -m ovserve`` with ``args`` on free gRPC and REST ports."""
-    port, rest_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ovserve",
-                "--port",
-                str(port),
-                "--rest_port",
-                str(rest_port),
-                *args,
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = ServerProcess(process, port, rest_port, log_path)
+    """Start ``python -m ovserve`` with ``args`` on free gRPC and REST ports, logging to
+    ``log_path``; wait until it is ready unless ``wait`` is false."""
+    server = ServerProcess(args, log_file=log_path, rest=True).start()
     if wait:
         try:
-            wait_ready(server)
+            server.wait_ready(READY_TIMEOUT_S)
         except BaseException:
-            server.stop()
+            server.kill()
             raise
     return server
 
 
 def wait_ready(server: ServerProcess, timeout: float = READY_TIMEOUT_S) -> None:
     """Poll server readiness; fail with the log if the process dies or never gets ready."""
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise AssertionError(
-                    f"ovserve exited with {server.process.returncode}:\n{server.log()}"
-                )
-            with contextlib.suppress(InferenceServerException):
-                if client.is_server_ready():
-                    return
-            time.sleep(0.05)
-    finally:
-        client.close()
-    raise AssertionError(f"ovserve not ready after {timeout}s:\n{server.log()}")
+    server.wait_ready(timeout)
 
 
 @contextlib.contextmanager
 def running_server(args: Sequence[str], log_path: Path) -> Iterator[ServerProcess]:
-    """A server for the duration of a ``with`` block; always stopped."""
+    """A server for the duration of a ``with`` block: stopped with SIGTERM at the end, and it
+    must exit 0 (unless the block raised, then it is killed and the error propagates)."""
     server = start_server(args, log_path)
     try:
         yield server
-    finally:
-        server.stop()
+    except BaseException:
+        server.kill()
+        raise
+    status = server.stop()
+    if status != 0:
+        raise ServerError(f"ovserve exited with {status} after SIGTERM:\n{server.log()}")
 
 
 def eventually(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:

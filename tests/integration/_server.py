@@ -1,8 +1,14 @@
 """Run ovserve as a black box: a ``python -m ovserve`` subprocess on free ports.
 
-The server is started with ``sys.executable -m ovserve``, its stdout and stderr go to a log file,
-readiness is polled (a TCP connect, then KServe ``ServerReady`` over gRPC, or
-``GET /v2/health/ready`` when only REST is on) and it is stopped with SIGTERM.
+The one server launcher of the integration tests. The server is started with
+``sys.executable -m ovserve``, its stdout and stderr go to a log file, readiness is polled (a
+TCP connect, then KServe ``ServerReady`` over gRPC, or ``GET /v2/health/ready`` when only REST
+is on) and it is stopped with SIGTERM.
+
+Ports: a free port is found by binding port 0 and releasing it, so another process (tests run
+in parallel on this machine) may take it before the server binds. When the server then fails
+to start because one of the ports *this launcher picked* is in use, the launcher picks new ones
+and starts it again (``PORT_ATTEMPTS`` times); ports a test names explicitly are never changed.
 
     with ServerProcess(["--model_name", "m", "--model_path", str(path)], log_dir=tmp) as server:
         client = tritonclient.grpc.InferenceServerClient(server.grpc_target)
@@ -40,6 +46,8 @@ F32_FLAGS = ("--plugin_config", json.dumps(F32))
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 45.0
 POLL_SECONDS = 0.05
+PORT_ATTEMPTS = 4
+"""Starts tried when a port the launcher picked was taken before the server bound it."""
 
 _running: list[ServerProcess] = []
 
@@ -88,14 +96,15 @@ class ServerProcess:
     ``args`` are the model flags (``--model_name``, ``--model_path``, ``--shape``...).
     ``--port`` (and ``--rest_port`` with ``rest=True``) are added, on free ports unless
     ``grpc_port``/``rest_port`` name one; the bind addresses default to 127.0.0.1 unless
-    ``args`` set them.
+    ``args`` set them. The log goes to ``log_file``, or to a new file in ``log_dir``.
     """
 
     def __init__(
         self,
         args: Sequence[str],
         *,
-        log_dir: Path,
+        log_dir: Path | None = None,
+        log_file: Path | None = None,
         grpc: bool = True,
         rest: bool = False,
         grpc_port: int | None = None,
@@ -103,14 +112,23 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.args = list(args)
+        self._pick_grpc = grpc and grpc_port is None
+        self._pick_rest = rest and rest_port is None
         self.grpc_port: int | None = (grpc_port or free_port()) if grpc else None
         self.rest_port: int | None = (rest_port or free_port()) if rest else None
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = _unique(log_dir / "ovserve.log")
+        if log_file is None:
+            assert log_dir is not None, "give log_dir or log_file"
+            log_dir.mkdir(parents=True, exist_ok=True)
+            log_file = _unique(log_dir / "ovserve.log")
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_file
         self.log_path.touch()
         self._env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self._process: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
+        self.clients: list[Any] = []
+        self.port_retries = 0
+        """How often a picked port was taken before the server bound it (and new ones picked)."""
 
     @property
     def command(self) -> list[str]:
@@ -138,6 +156,35 @@ class ServerProcess:
         assert self.rest_port is not None, "started without rest=True"
         return f"http://{HOST}:{self.rest_port}"
 
+    # Names of the former model-management launcher (``_mm_helpers``), kept for its tests.
+    @property
+    def port(self) -> int:
+        """The gRPC port."""
+        assert self.grpc_port is not None, "started without gRPC"
+        return self.grpc_port
+
+    @property
+    def grpc_url(self) -> str:
+        """Same as :attr:`grpc_target`."""
+        return self.grpc_target
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The ``Popen`` of the server."""
+        return self._popen
+
+    def log(self) -> str:
+        """Same as :meth:`log_text`."""
+        return self.log_text()
+
+    def client(self) -> Any:
+        """A tritonclient KServe gRPC client, closed when the server stops."""
+        import tritonclient.grpc as grpcclient
+
+        client = grpcclient.InferenceServerClient(self.grpc_target)
+        self.clients.append(client)
+        return client
+
     @property
     def pid(self) -> int:
         """The server's process id."""
@@ -151,7 +198,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         """Spawn the process (does not wait for readiness)."""
         assert self._process is None, "already started"
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 self.command, stdout=log, stderr=subprocess.STDOUT, env=self._env
             )
@@ -176,6 +223,11 @@ class ServerProcess:
         assert port is not None, "neither gRPC nor REST is on"
         while time.monotonic() < deadline:
             if self._exited_within(POLL_SECONDS):
+                if self._picked_port_was_taken() and self.port_retries < PORT_ATTEMPTS - 1:
+                    self._restart_on_new_ports()
+                    port = self.grpc_port if self.grpc_port is not None else self.rest_port
+                    assert port is not None
+                    continue
                 raise ServerError(
                     f"ovserve exited with {self.returncode} before it was ready\n{self._report()}"
                 )
@@ -183,6 +235,38 @@ class ServerProcess:
                 return self
         self.kill()
         raise ServerError(f"ovserve was not ready within {timeout:.0f} s\n{self._report()}")
+
+    def _picked_port_was_taken(self) -> bool:
+        """The last start failed binding a port this launcher picked (not one the test named)."""
+        tail = self.log_text().splitlines()[-5:]
+        picked = [
+            port
+            for port, chosen in (
+                (self.grpc_port, self._pick_grpc),
+                (self.rest_port, self._pick_rest),
+            )
+            if chosen and port is not None
+        ]
+        return any(
+            f":{port}" in line and ("in use" in line.lower() or "bind" in line.lower())
+            for line in tail
+            for port in picked
+        )
+
+    def _restart_on_new_ports(self) -> None:
+        self.port_retries += 1
+        with self.log_path.open("ab") as log:
+            log.write(
+                f"--- launcher: a picked port was taken; restart {self.port_retries} ---\n".encode()
+            )
+        if self._pick_grpc:
+            self.grpc_port = free_port()
+        if self._pick_rest:
+            self.rest_port = free_port()
+        self._forget()
+        self._process = None
+        self.returncode = None
+        self.start()
 
     def _ready(self) -> bool:
         if self.grpc_port is not None:
@@ -218,6 +302,10 @@ class ServerProcess:
         """SIGTERM (or ``signum``), wait for the exit and return its status (kill on timeout)."""
         if self._process is None:
             raise ServerError("stop() before start()")
+        for client in self.clients:
+            with contextlib.suppress(Exception):
+                client.close()
+        self.clients.clear()
         if self.returncode is not None:
             return self.returncode
         self.send_signal(signum)
@@ -285,8 +373,12 @@ def running_servers() -> list[ServerProcess]:
 
 
 def kill_leftovers() -> list[str]:
-    """Kill servers a test forgot to stop; return their commands (for a failure message)."""
-    leftovers = [" ".join(server.command) for server in list(_running)]
+    """Kill servers a test forgot to stop; return their commands (for a failure message).
+
+    A server that already exited on its own (a start-up failure a test waited for) is not a
+    leftover.
+    """
+    leftovers = [" ".join(server.command) for server in list(_running) if server.is_running()]
     for server in list(_running):
         server.kill()
     return leftovers
