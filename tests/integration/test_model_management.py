@@ -368,7 +368,8 @@ def test_batch_size_auto(tmp_path: Path) -> None:
     args = ["--model_name", "m", "--model_path", str(tmp_path / "m"), "--batch_size", "auto"]
     with running_server(args, tmp_path / "log") as server:
         client = server.client()
-        assert infer(client, "m", {"x": np.ones((3, 3), np.float32)})["y"].shape == (3, 3)
+        x = np.arange(9, dtype=np.float32).reshape(3, 3)
+        assert infer(client, "m", {"x": x})["y"].tolist() == (x + 1).tolist()
         assert [int(d) for d in client.get_model_metadata("m").inputs[0].shape] == [3, 3]
         with pytest.raises(InferenceServerException, match="Invalid input shape"):
             infer(client, "m", {"x": np.ones((3, 4), np.float32)})
