@@ -214,18 +214,50 @@ def test_handler_bug_is_500() -> None:
     assert (answer.status, answer.json()) == (500, {"error": "Internal server error"})
 
 
+class ManualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock only moves when the test says: timers fire deterministically."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 1000.0
+
+    def time(self) -> float:
+        return self.now
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock and let due timers and their callbacks run."""
+        self.now += seconds
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+
 def test_idle_connections_close_after_the_keep_alive_time() -> None:
-    async def run() -> FakeTransport:
-        protocol = HttpProtocol(echo, ServerState(), LIMIT, keep_alive_seconds=0.05)
+    """Closed exactly when ``keep_alive_seconds`` pass after the *last* answer, not before."""
+
+    async def run(loop: ManualClockLoop) -> list[tuple[float, bool]]:
+        protocol = HttpProtocol(echo, ServerState(), LIMIT, keep_alive_seconds=60)
         transport = FakeTransport()
         protocol.connection_made(transport)  # type: ignore[arg-type]
         protocol.data_received(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
-        await asyncio.sleep(0.01)
-        assert not transport.closed
-        await asyncio.sleep(0.2)
-        return transport
+        seen = []
+        for step in (30.0, 29.0):  # a second request 30 s in restarts the idle time
+            await loop.advance(step)
+            seen.append((loop.now, transport.closed))
+            if step == 30.0:
+                protocol.data_received(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+                await loop.advance(0)
+        for step in (31.0 - 0.5, 0.5 + 0.001):
+            await loop.advance(step)
+            seen.append((loop.now, transport.closed))
+        return seen
 
-    assert asyncio.run(run()).closed
+    loop = ManualClockLoop()
+    try:
+        seen = loop.run_until_complete(run(loop))
+    finally:
+        loop.close()
+    # 30 s and 59 s after the first answer, 89.5 s (59.5 s after the second): open; 90 s: closed.
+    assert [closed for _, closed in seen] == [False, False, False, True]
 
 
 def test_shutdown_finishes_the_request_in_flight_then_closes() -> None:
