@@ -10,6 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import requests
 
+from _image_oracle import bilinear_resize, decode_bgr
+
 TIMEOUT = 30.0
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -58,12 +60,14 @@ def encode(pixels: npt.NDArray[Any], ext: str) -> bytes:
 
 
 def as_model_input(encoded: bytes, size: tuple[int, int]) -> npt.NDArray[np.float32]:
-    """What the server makes of an encoded image for an FP32 NHWC input of ``size`` (h, w)."""
-    decoded = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
-    assert decoded is not None, "OpenCV could not decode the image"
+    """What an encoded image should become for an FP32 NHWC input of ``size`` (h, w).
+
+    Computed independently of the server (Pillow decode, numpy bilinear resize: see
+    ``tests/_image_oracle.py``); it matches OpenCV's float32 resize to about 1e-5.
+    """
     height, width = size
-    resized = cv2.resize(decoded.astype(np.float32), (width, height))
-    return np.asarray(resized[np.newaxis], dtype=np.float32)
+    resized = bilinear_resize(decode_bgr(encoded), height, width)
+    return resized.astype(np.float32)[np.newaxis]
 
 
 def scrape(base_url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

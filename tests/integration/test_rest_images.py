@@ -1,8 +1,9 @@
 """Encoded JPEG/PNG inputs on an NCHW model served with ``--layout NHWC:NCHW``.
 
-Each image sent encoded must give exactly the reply of sending the tensor OpenCV decodes and
-resizes it to, over KServe REST (tritonclient.http, binary BYTES), TF Serving REST
-(``{"b64": ...}``) and KServe gRPC (tritonclient.grpc).
+Each image sent encoded must give the reply of sending the tensor it should become (decoded by
+Pillow and resized by a numpy bilinear reference, independently of the server's OpenCV), over
+KServe REST (tritonclient.http, binary BYTES), TF Serving REST (``{"b64": ...}``) and KServe gRPC
+(tritonclient.grpc).
 """
 
 from __future__ import annotations
@@ -79,6 +80,13 @@ def http_tensor(array: npt.NDArray[np.float32]) -> triton_http.InferInput:
     return tensor
 
 
+def assert_same_reply(from_image: np.ndarray, from_tensor: np.ndarray) -> None:  # type: ignore[type-arg]
+    """The reference tensor matches OpenCV's resize to ~1e-5 (not bit for bit): the conv's
+    replies agree to well under one grey level's effect."""
+    assert from_image.shape == from_tensor.shape
+    np.testing.assert_allclose(from_image, from_tensor, rtol=1e-5, atol=1e-3)
+
+
 @pytest.mark.parametrize("kind", sorted(IMAGES))
 def test_kserve_rest_image_equals_its_tensor(server: ServerProcess, kind: str) -> None:
     client = http_client(server)
@@ -87,7 +95,7 @@ def test_kserve_rest_image_equals_its_tensor(server: ServerProcess, kind: str) -
     from_tensor = client.infer(MODEL, [http_tensor(as_model_input(encoded, SIZE))]).as_numpy("out")
     assert from_image.shape == (1, 4, 32, 32)
     assert np.count_nonzero(from_image) > from_image.size // 4
-    np.testing.assert_array_equal(from_image, from_tensor)
+    assert_same_reply(from_image, from_tensor)
 
 
 @pytest.mark.parametrize("kind", sorted(IMAGES))
@@ -100,7 +108,9 @@ def test_tfs_rest_b64_image_equals_its_tensor(server: ServerProcess, kind: str) 
     from_tensor = post(url, json.dumps({"instances": tensor.tolist()}))
     assert from_image.status_code == 200, from_image.text
     assert from_tensor.status_code == 200, from_tensor.text
-    assert from_image.json() == from_tensor.json()
+    assert_same_reply(
+        np.array(from_image.json()["predictions"]), np.array(from_tensor.json()["predictions"])
+    )
     named = post(url, json.dumps({"inputs": {"data": [b64]}}))
     assert named.json()["outputs"] == from_image.json()["predictions"]
 
@@ -114,7 +124,7 @@ def test_kserve_grpc_image_equals_its_tensor(server: ServerProcess) -> None:
     tensor = triton_grpc.InferInput("data", list(tensor_array.shape), "FP32")
     tensor.set_data_from_numpy(tensor_array)
     from_image = client.infer(MODEL, [image]).as_numpy("out")
-    np.testing.assert_array_equal(from_image, client.infer(MODEL, [tensor]).as_numpy("out"))
+    assert_same_reply(from_image, client.infer(MODEL, [tensor]).as_numpy("out"))
 
 
 def test_curl_style_binary_request(server: ServerProcess) -> None:

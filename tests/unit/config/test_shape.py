@@ -146,12 +146,35 @@ def test_format_sizes() -> None:
     assert format_sizes(()) == "()"
 
 
-@given(SHAPES, st.lists(st.integers(min_value=0, max_value=10**6 + 1), max_size=8))
-def test_shape_match_is_rank_and_every_dimension(shape: Shape, sizes: list[int]) -> None:
-    expected = len(sizes) == shape.rank and all(
-        dim.match(size) for dim, size in zip(shape.dims, sizes, strict=False)
-    )
-    assert shape.match(sizes) == expected
+def inside(dim: Dimension) -> st.SearchStrategy[int]:
+    """Sizes the dimension accepts, from its definition (not from ``match``)."""
+    if dim.is_any:
+        return SIZES
+    upper = dim.lower if dim.upper is None else dim.upper
+    return st.integers(min_value=dim.lower, max_value=upper)
+
+
+@given(SHAPES, st.data())
+def test_shape_matches_sizes_built_inside_every_dimension(
+    shape: Shape, data: st.DataObject
+) -> None:
+    assert shape.match([data.draw(inside(dim)) for dim in shape.dims])
+
+
+@given(SHAPES, st.data())
+def test_shape_refuses_another_rank_or_one_size_outside(shape: Shape, data: st.DataObject) -> None:
+    sizes = [data.draw(inside(dim)) for dim in shape.dims]
+    assert not shape.match([*sizes, 1])
+    if sizes:
+        assert not shape.match(sizes[:-1])
+    bounded = [i for i, dim in enumerate(shape.dims) if not dim.is_any]
+    if bounded:
+        index = data.draw(st.sampled_from(bounded))
+        dim = shape.dims[index]
+        upper = dim.lower if dim.upper is None else dim.upper
+        outside = [upper + 1] + ([dim.lower - 1] if dim.lower > 0 else [])
+        sizes[index] = data.draw(st.sampled_from(outside))
+        assert not shape.match(sizes)
 
 
 # --- parse_shape / parse_dimension: round trips -----------------------------------------------

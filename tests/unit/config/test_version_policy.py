@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +13,7 @@ from ovserve.config.version_policy import (
     AllVersions,
     LatestVersions,
     SpecificVersions,
+    VersionPolicy,
     parse_version_policy,
 )
 from ovserve.errors import ConfigError
@@ -77,7 +80,8 @@ def test_parse_errors(value: object, message: str) -> None:
 @given(VERSIONS, st.integers(min_value=1, max_value=12))
 def test_latest_selects_the_highest(available: set[int], count: int) -> None:
     selected = LatestVersions(count).select(available)
-    assert selected == sorted(available)[-count:] if available else selected == []
+    assert set(selected) <= available
+    assert all(low < high for low, high in itertools.pairwise(selected))
     assert len(selected) == min(count, len(available))
     assert all(version >= other for version in selected for other in available - set(selected))
 
@@ -89,7 +93,24 @@ def test_all_selects_everything_ascending(available: set[int]) -> None:
 
 @given(VERSIONS, st.sets(st.integers(min_value=1, max_value=1000), min_size=1, max_size=5))
 def test_specific_selects_those_on_disk(available: set[int], wanted: set[int]) -> None:
-    assert SpecificVersions(frozenset(wanted)).select(available) == sorted(available & wanted)
+    selected = SpecificVersions(frozenset(wanted)).select(available)
+    assert all(low < high for low, high in itertools.pairwise(selected))
+    for version in available | wanted:
+        assert (version in selected) == (version in available and version in wanted)
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (LatestVersions(1), [9]),
+        (LatestVersions(2), [7, 9]),
+        (LatestVersions(5), [1, 2, 7, 9]),
+        (AllVersions(), [1, 2, 7, 9]),
+        (SpecificVersions(frozenset({2, 3, 9})), [2, 9]),
+    ],
+)
+def test_selection_examples(policy: VersionPolicy, expected: list[int]) -> None:
+    assert policy.select({9, 1, 7, 2}) == expected
 
 
 def test_selection_accepts_any_iterable() -> None:

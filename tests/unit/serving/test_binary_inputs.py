@@ -16,6 +16,8 @@ from ovserve.errors import ErrorCode, InvalidInput
 from ovserve.serving.binary_inputs import decode_binary_inputs
 from ovserve.tensors import DataType, RequestTensor, TensorSpec
 
+from _image_oracle import bilinear_resize, decode_bgr
+
 RNG = np.random.default_rng(3)
 
 
@@ -72,17 +74,27 @@ def test_static_size_is_resized_to_in_model_precision() -> None:
     pixels = image(8, 10)
     decoded = decode(spec(1, 4, 6, 3), images(encode(pixels)))
     assert (decoded.datatype, decoded.shape) == (DataType.FP32, (1, 4, 6, 3))
-    expected = cv2.resize(pixels.astype(np.float32), (6, 4))
-    np.testing.assert_array_equal(array_of(decoded)[0], expected)
+    expected = bilinear_resize(decode_bgr(encode(pixels)), 4, 6)
+    np.testing.assert_allclose(array_of(decoded)[0], expected, rtol=0, atol=1e-4)
 
 
-def test_jpeg_decodes_to_bgr_like_opencv() -> None:
+@pytest.mark.parametrize(
+    ("source", "target"), [((48, 40), (32, 32)), ((20, 24), (32, 32)), ((7, 9), (30, 3))]
+)
+def test_resize_matches_an_independent_bilinear(
+    source: tuple[int, int], target: tuple[int, int]
+) -> None:
+    png = encode(image(*source))
+    decoded = decode(spec(1, *target, 3), images(png))
+    expected = bilinear_resize(decode_bgr(png), *target)
+    np.testing.assert_allclose(array_of(decoded)[0], expected, rtol=0, atol=1e-4)
+
+
+def test_jpeg_decodes_to_bgr_like_pillow() -> None:
     pixels = image(16, 16)
     jpeg = encode(pixels, ".jpg")
     decoded = decode(spec(1, 16, 16, 3, datatype=DataType.UINT8), images(jpeg))
-    np.testing.assert_array_equal(
-        array_of(decoded)[0], cv2.imdecode(np.frombuffer(jpeg, np.uint8), 1)
-    )
+    np.testing.assert_array_equal(array_of(decoded)[0], decode_bgr(jpeg))
 
 
 def test_dynamic_size_keeps_the_image_size() -> None:
