@@ -19,12 +19,12 @@ import openvino.opset13 as ops
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from _server import ServerError, ServerProcess, free_port
+from _server import START_TIMEOUT, ServerError, ServerProcess, free_port
 
 __all__ = ["ServerProcess", "free_port"]  # re-exported: tests import them from here too
 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
-READY_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = START_TIMEOUT
 
 
 # ---------------------------------------------------------------------------------------------

@@ -220,3 +220,42 @@ def test_resources(scale: ServerProcess, method: str, path: str, status: int, er
     response = post(scale.rest_url + path, body) if method == "post" else get(scale.rest_url + path)
     assert response.status_code == status, response.text
     assert error_of(response) == error
+
+
+# --- integer inputs: never a silent truncation or wrap ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def uint8(
+    module_server_factory: ServerPool, tmp_path_factory: pytest.TempPathFactory
+) -> ServerProcess:
+    """One UINT8 input ``data`` [-1, 3] → ``out = data * 2`` (REST only)."""
+    base = tmp_path_factory.mktemp("uint8")
+    save_ir(scale_model((-1, 3), 2, dtype=np.uint8), base)
+    return module_server_factory.start(
+        ["--model_name", "u8", "--model_path", str(base)], grpc=False, rest=True
+    )
+
+
+ROW = "Could not parse instance content. Not valid ndarray detected"
+COLUMN = "Could not parse input content. Not valid ndarray detected"
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"instances": [[1, 2, 300]]}, f"{ROW} - value out of range for UINT8; input name: data"),
+        ({"instances": [[1, 2, -1]]}, f"{ROW} - value out of range for UINT8; input name: data"),
+        ({"inputs": [[1.7, 2, 3]]}, f"{COLUMN} - UINT8 values must be integers; input name: data"),
+        (
+            {"inputs": {"data": [[1, 2, 256]]}},
+            f"{COLUMN} - value out of range for UINT8; input name: data",
+        ),
+    ],
+)
+def test_integer_input_refuses_fractions_and_out_of_range(
+    uint8: ServerProcess, document: Any, message: str
+) -> None:
+    response = post(f"{uint8.rest_url}/v1/models/u8:predict", json.dumps(document))
+    assert (response.status_code, error_of(response)) == (400, message)
+    assert predict(uint8, "u8", {"instances": [[1, 2, 127]]}) == {"predictions": [[2, 4, 254]]}
