@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import numpy.typing as npt
@@ -84,7 +85,10 @@ def test_exposes_ovms_families(server: ServerProcess) -> None:
     ]:
         assert f"# TYPE {family} {kind}" in text
     samples = scrape(server.rest_url)
-    assert sample(samples, "ovms_streams", name=MODEL, version="1") >= 1
+    # The gauge says what the engine reported when it loaded the model (its start-up log line).
+    loaded = re.search(rf"Loaded model {MODEL} version 1 .*, streams (\d+);", server.log_text())
+    assert loaded is not None, server.log_text()
+    assert sample(samples, "ovms_streams", name=MODEL, version="1") == int(loaded.group(1))
     assert sample(samples, "ovms_current_requests", name=MODEL, version="1") == 0
 
 
