@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from _server import free_port
@@ -31,7 +32,7 @@ REFUSAL = (
 )
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:  # type: ignore[type-arg]
+def iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
     left, top = np.maximum(a[:2], b[:2])
     right, bottom = np.minimum(a[2:], b[2:])
     inter = max(0.0, right - left) * max(0.0, bottom - top)
@@ -39,7 +40,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:  # type: ignore[type-arg]
     return float(inter / (area - inter))
 
 
-def drawn_box(picture: Path, original: Path) -> np.ndarray:  # type: ignore[type-arg]
+def drawn_box(picture: Path, original: Path) -> npt.NDArray[np.float64]:
     """The extent of the pure-red pixels that are not in the (resized) original."""
     written = np.asarray(Image.open(picture).convert("RGB")).astype(int)
     height, width = written.shape[:2]
@@ -82,11 +83,11 @@ def test_demo_end_to_end() -> None:
     for (width, height), folder in results.items():
         assert sorted(path.name for path in folder.iterdir()) == PICTURES
         for name in PICTURES:
-            with Image.open(folder / name) as picture:
-                assert picture.size == (width, height)
+            with Image.open(folder / name) as image:
+                assert image.size == (width, height)
         for original, face in FACES.items():
             stem = Path(original).stem
             (picture,) = folder.glob(f"*_{stem}.jpg")
             scale = np.array([width, height, width, height], dtype=np.float64) / 512
             box = drawn_box(picture, IMAGES / original)
-            assert iou(box, np.array(face) * scale) >= 0.6, (picture, box)
+            assert iou(box, np.array(face, np.float64) * scale) >= 0.6, (picture, box)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -80,7 +81,7 @@ def http_tensor(array: npt.NDArray[np.float32]) -> triton_http.InferInput:
     return tensor
 
 
-def assert_same_reply(from_image: np.ndarray, from_tensor: np.ndarray) -> None:  # type: ignore[type-arg]
+def assert_same_reply(from_image: npt.NDArray[Any], from_tensor: npt.NDArray[Any]) -> None:
     """The reference tensor matches OpenCV's resize to ~1e-5 (not bit for bit): the conv's
     replies agree to well under one grey level's effect."""
     assert from_image.shape == from_tensor.shape
