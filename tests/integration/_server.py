@@ -124,7 +124,14 @@ class ServerProcess:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_file
         self.log_path.touch()
-        self._env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # PYTHONFAULTHANDLER: a server that hangs is sent SIGABRT, which prints every thread's
+        # stack into its log (see wait_ready).
+        self._env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONFAULTHANDLER": "1",
+            **(env or {}),
+        }
         self._process: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
         self.clients: list[Any] = []
@@ -234,8 +241,16 @@ class ServerProcess:
                 )
             if port_is_open(port) and self._ready():
                 return self
+        self._dump_stacks()
         self.kill()
         raise ServerError(f"ovserve was not ready within {timeout:.0f} s\n{self._report()}")
+
+    def _dump_stacks(self) -> None:
+        """SIGABRT a hung server: faulthandler writes every thread's stack to the log."""
+        if self.is_running():
+            self._popen.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._popen.wait(timeout=5)
 
     def _picked_port_was_taken(self) -> bool:
         """The last start failed binding a port this launcher picked (not one the test named)."""
