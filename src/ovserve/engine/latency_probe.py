@@ -12,6 +12,7 @@ recompiled for latency on one thread.
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -34,6 +35,10 @@ _TYPICAL_SIZE: Final = 224
 """Size tried for a free (non-batch) dimension: an image-like input, so CNNs probe honestly."""
 
 _PROBE_RUNS: Final = 5
+_PROBING: Final = threading.Lock()
+"""One probe at a time: two versions loading at once (worker threads) deadlocked inside
+OpenVINO's Python bindings in ``probe_inputs`` (both threads stuck there, seen at start-up with
+two versions and coverage tracing on; stacks from faulthandler)."""
 
 
 def may_tune(plugin_config: Mapping[str, Any], device: str) -> bool:
@@ -65,6 +70,11 @@ def probe_inputs(compiled: ov.CompiledModel) -> list[np.ndarray[Any, Any]] | Non
 
 def median_inference_us(compiled: ov.CompiledModel) -> float | None:
     """Median time of a few synchronous inferences on zeros; None if the model won't run them."""
+    with _PROBING:
+        return _median_inference_us(compiled)
+
+
+def _median_inference_us(compiled: ov.CompiledModel) -> float | None:
     arrays = probe_inputs(compiled)
     if arrays is None:
         return None
