@@ -5,7 +5,8 @@ download, a tool, IPv6, a second core) calls :func:`unavailable`, which *fails* 
 environment opts out of that kind of skip:
 
 - ``OVSERVE_TESTS_OFFLINE=1``: this machine cannot download (kind ``offline``);
-- ``OVSERVE_TESTS_ALLOW_SKIP=kind,kind``: any kinds (``offline``, ``no-ipv6``, ``one-core``...).
+- ``OVSERVE_TESTS_ALLOW_SKIP=kind,kind``: any kinds (``offline``, ``no-ipv6``, ``one-core``...);
+- ``OVSERVE_SKIP_ONNX_DEMO=1``: the using_onnx_model demo test (kind ``onnx-demo``).
 
 Allowed skips are tagged ``[kind]`` in their reason. ``tests/conftest.py`` counts every skip of
 the run, prints them by reason, and fails the run on any skip without an allowed tag (e.g. a
@@ -22,7 +23,9 @@ import pytest
 
 OFFLINE_ENV = "OVSERVE_TESTS_OFFLINE"
 ALLOW_ENV = "OVSERVE_TESTS_ALLOW_SKIP"
+ONNX_DEMO_ENV = "OVSERVE_SKIP_ONNX_DEMO"
 OFFLINE = "offline"
+ONNX_DEMO = "onnx-demo"
 _TAG = re.compile(r"^\[([a-z0-9-]+)\] ")
 
 
@@ -31,6 +34,8 @@ def allowed_kinds() -> set[str]:
     kinds = {kind.strip() for kind in os.environ.get(ALLOW_ENV, "").split(",") if kind.strip()}
     if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
         kinds.add(OFFLINE)
+    if os.environ.get(ONNX_DEMO_ENV, ""):
+        kinds.add(ONNX_DEMO)
     return kinds
 
 

