@@ -12,6 +12,7 @@ It lives in the tests, not in the package: nothing in production uses it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ovserve.config.model_config import ModelConfig
-from ovserve.engine.base import EngineResult
+from ovserve.engine.base import EngineResult, LoadStep
 from ovserve.errors import ConfigError
 from ovserve.tensors import TensorSpec
 
@@ -104,9 +105,18 @@ class FakeEngine:
     models: dict[str, FakeCompiledModel]
     loaded: list[Path] = field(default_factory=list)
     compiled: list[FakeCompiledModel] = field(default_factory=list)
+    hold: threading.Event | None = None
+    """When set, loads wait in their compile step until the event is set (a stuck load)."""
 
-    def load(self, model_file: Path, config: ModelConfig) -> FakeCompiledModel:
+    def load(
+        self, model_file: Path, config: ModelConfig, on_step: LoadStep | None = None
+    ) -> FakeCompiledModel:
         """Compile a fresh model for this file."""
+        if on_step is not None:
+            on_step("read")
+            on_step("compile")
+        if self.hold is not None:
+            self.hold.wait()
         self.loaded.append(model_file)
         try:
             template = self.models[model_file.name]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +22,10 @@ class EngineResult:
     """Time spent waiting for a free infer request."""
     infer_us: float
     """Time spent in the runtime itself."""
+
+
+LoadStep = Callable[[str], None]
+"""Told the name of each load step as it starts (the start-up watchdog shows it)."""
 
 
 class CompiledModel(Protocol):
@@ -55,8 +59,12 @@ class CompiledModel(Protocol):
 class InferenceEngine(Protocol):
     """Reads, reshapes and compiles model files."""
 
-    def load(self, model_file: Path, config: ModelConfig) -> CompiledModel:
+    def load(
+        self, model_file: Path, config: ModelConfig, on_step: LoadStep | None = None
+    ) -> CompiledModel:
         """Compile ``model_file`` as ``config`` says; blocking, so call it off the event loop.
+
+        ``on_step`` is told each step's name as it starts (e.g. read, reshape, compile).
 
         Raises ConfigError (bad shape or layout for this model, unreadable file) or
         ReshapeFailed.

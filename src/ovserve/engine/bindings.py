@@ -29,7 +29,7 @@ import numpy as np
 import openvino as ov
 
 _lock = threading.Lock()
-_ready = False
+_prepared = threading.Event()
 
 _ELEMENT_TYPES = (
     ov.Type.boolean,
@@ -49,11 +49,10 @@ _ELEMENT_TYPES = (
 
 def prepare_bindings() -> None:
     """Make the binding's one-time conversions now, serialised; later calls return at once."""
-    global _ready
-    if _ready:
+    if _prepared.is_set():
         return
     with _lock:
-        if _ready:
+        if _prepared.is_set():
             return
         for element in _ELEMENT_TYPES:
             array = np.zeros((1, 2), dtype=element.to_dtype())
@@ -62,4 +61,4 @@ def prepare_bindings() -> None:
             _ = ov.Tensor(array, shared_memory=True).data
         text = ov.Tensor(np.array([b"a", b"bc"], dtype=np.bytes_))
         _ = text.bytes_data
-        _ready = True
+        _prepared.set()

@@ -28,7 +28,8 @@ import openvino as ov
 
 from ovserve.config.model_config import ModelConfig
 from ovserve.engine import latency_probe
-from ovserve.engine.base import EngineResult
+from ovserve.engine.base import EngineResult, LoadStep
+from ovserve.engine.bindings import prepare_bindings
 from ovserve.engine.model_preparation import (
     apply_preprocessing,
     apply_shape,
@@ -59,11 +60,22 @@ class OpenVINOEngine:
     """Compiles models with one shared ``ov.Core``."""
 
     def __init__(self) -> None:
+        # Before any load or inference can run on another thread: see engine/bindings.py.
+        prepare_bindings()
         self._core = ov.Core()
 
-    def load(self, model_file: Path, config: ModelConfig) -> OpenVINOCompiledModel:
-        """Read, apply layout, preprocessing and shape, compile, build the infer-request pool."""
+    def load(
+        self, model_file: Path, config: ModelConfig, on_step: LoadStep | None = None
+    ) -> OpenVINOCompiledModel:
+        """Read, apply layout, preprocessing and shape, choose the execution mode, compile,
+        build the infer-request pool.
+
+        ``on_step`` hears each step's name as it starts (read, reshape, probe, compile).
+        """
+        on_step = on_step or _no_steps
+        on_step("read")
         model = self._read(model_file, config)
+        on_step("reshape")
         if config.mapping:
             # Shape and layout keys may name inputs by their mapping_config.json aliases.
             real = config.mapping.real_input
@@ -75,9 +87,11 @@ class OpenVINOEngine:
         model = apply_preprocessing(model, config)
         apply_shape(model, config)
         properties = compile_properties(config)
-        compiled = self._compile(model, config, properties)
         if latency_probe.may_tune(config.plugin_config, config.target_device):
-            compiled = self._retune_short_model(model, config, properties, compiled)
+            on_step("probe")
+            properties = self._choose_mode(model, config, properties)
+        on_step("compile")
+        compiled = self._compile(model, config, properties)
         return OpenVINOCompiledModel(compiled, config, model)
 
     def _read(self, model_file: Path, config: ModelConfig) -> ov.Model:
@@ -96,6 +110,29 @@ class OpenVINOEngine:
         parser_output.pass_through()
         return model
 
+    def _choose_mode(
+        self, model: ov.Model, config: ModelConfig, properties: dict[str, Any]
+    ) -> dict[str, Any]:
+        """LATENCY on one thread for a small model (decided from the model, never timed)."""
+        try:
+            decision = latency_probe.decide(model)
+        except Exception:  # the estimate is best effort: it must never fail a load
+            log.debug("Model %s: cost estimate failed", config.name, exc_info=True)
+            decision = latency_probe.Decision(False, "its cost could not be estimated")
+        if decision.latency:
+            log.info(
+                "Model %s: compiled for latency on one thread (PERFORMANCE_HINT=LATENCY, "
+                "INFERENCE_NUM_THREADS=1): %s; set PERFORMANCE_HINT in --plugin_config to "
+                "choose otherwise",
+                config.name,
+                decision.reason,
+            )
+            return {**properties, **latency_probe.LATENCY_PROPERTIES}
+        log.info(
+            "Model %s: compiled for throughput (OVMS's default): %s", config.name, decision.reason
+        )
+        return properties
+
     def _compile(
         self, model: ov.Model, config: ModelConfig, properties: dict[str, Any]
     ) -> ov.CompiledModel:
@@ -107,31 +144,6 @@ class OpenVINOEngine:
                 missing or f"cannot compile for {config.target_device}: {first_error_line(error)}"
             )
             raise ConfigError(f"Model {config.name}: {reason}") from None
-
-    def _retune_short_model(
-        self,
-        model: ov.Model,
-        config: ModelConfig,
-        properties: dict[str, Any],
-        compiled: ov.CompiledModel,
-    ) -> ov.CompiledModel:
-        """Recompile for latency on one thread when an inference takes microseconds."""
-        try:
-            took_us = latency_probe.median_inference_us(compiled)
-        except Exception:  # the probe is best effort: it must never fail a load
-            log.debug("Model %s: latency probe failed", config.name, exc_info=True)
-            return compiled
-        if took_us is None or took_us >= latency_probe.SHORT_INFERENCE_US:
-            return compiled
-        del compiled
-        log.info(
-            "Model %s: one inference takes about %.0f us, so it is compiled for latency on one "
-            "thread (PERFORMANCE_HINT=LATENCY, INFERENCE_NUM_THREADS=1); set PERFORMANCE_HINT "
-            "in --plugin_config to choose otherwise",
-            config.name,
-            took_us,
-        )
-        return self._compile(model, config, {**properties, **latency_probe.LATENCY_PROPERTIES})
 
     def close(self) -> None:
         """Nothing to release beyond the compiled models, which close themselves."""
@@ -290,6 +302,10 @@ class OpenVINOCompiledModel:
         self._executor.shutdown(wait=True)
         self._free.clear()
         self._compiled = None
+
+
+def _no_steps(_: str) -> None:
+    """The step listener when nobody is watching."""
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:

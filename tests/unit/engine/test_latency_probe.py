@@ -1,8 +1,16 @@
-"""The latency probe on real (tiny) OpenVINO models: who gets recompiled for latency."""
+"""The execution-mode decision on real (tiny) OpenVINO models: who is compiled for latency.
+
+The decision comes from the model (an operation count), so it must not move with the load on
+the machine: one test loads a model near the limit with and without CPU burners running.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +37,13 @@ def _tiny(shape: list[int]) -> ov.Model:
     return ov.Model([ops.relu(ops.matmul(x, weights, False, False))], [x])
 
 
-def _conv(shape: list[object]) -> ov.Model:
+def _conv(shape: list[object], filters: int = 64, layers: int = 6) -> ov.Model:
     x = ops.parameter(ov.PartialShape(shape), np.float32, name="x")
     node = ops.convolution(
-        x, ops.constant(np.ones((64, 3, 3, 3), np.float32)), [1, 1], [1, 1], [1, 1], [1, 1]
+        x, ops.constant(np.ones((filters, 3, 3, 3), np.float32)), [1, 1], [1, 1], [1, 1], [1, 1]
     )
-    for _ in range(6):
-        weights = ops.constant(np.full((64, 64, 3, 3), 0.01, np.float32))
+    for _ in range(layers):
+        weights = ops.constant(np.full((filters, filters, 3, 3), 0.01, np.float32))
         node = ops.relu(ops.convolution(node, weights, [1, 1], [1, 1], [1, 1], [1, 1]))
     return ov.Model([node], [x])
 
@@ -57,21 +65,57 @@ def test_may_tune_only_when_the_user_did_not_choose(
     assert latency_probe.may_tune(config, device) is expected
 
 
-def test_probe_sizes_batch_1_and_image_like_free_dims() -> None:
-    model = _conv([-1, 3, ov.Dimension(100, 200), ov.Dimension(300, 400)])
-    compiled = ov.Core().compile_model(model, "CPU")
-    (array,) = latency_probe.probe_inputs(compiled) or []
-    assert array.shape == (1, 3, 200, 300)
-    assert latency_probe.median_inference_us(compiled) is not None
+def test_probe_shapes_batch_1_and_image_like_free_dims_within_ranges() -> None:
+    model = _conv([-1, 3, ov.Dimension(100, 200), ov.Dimension(300, 400)], layers=0)
+    assert latency_probe.probe_shapes(model) == [(1, 3, 200, 300)]
 
 
-def test_short_model_is_compiled_for_latency(tmp_path: Path) -> None:
+def test_operations_counted_by_hand() -> None:
+    # conv: 4 filters of 3x3 over 3 channels, padded: out [1,4,8,8] = 256 elements, each
+    # 27 multiply-adds; relu writes 256 more; every written element counts 4.
+    x = ops.parameter(ov.PartialShape([1, 3, -1, -1]), np.float32, name="x")
+    conv = ops.convolution(
+        x, ops.constant(np.ones((4, 3, 3, 3), np.float32)), [1, 1], [1, 1], [1, 1], [1, 1]
+    )
+    model = ov.Model([ops.relu(conv)], [x])
+    assert latency_probe.estimate_ops(model, [(1, 3, 8, 8)]) == 256 * 27 + 4 * (256 + 256)
+    # matmul [1,16] x [16,4]: 4 outputs of 16 multiply-adds, then relu.
+    assert latency_probe.estimate_ops(_tiny([-1, 16]), [(1, 16)]) == 4 * 16 + 4 * (4 + 4)
+
+
+def test_estimating_leaves_the_model_dynamic() -> None:
+    model = _tiny([-1, 16])
+    latency_probe.decide(model)
+    assert model.is_dynamic()
+
+
+def test_a_model_of_unknown_cost_keeps_throughput() -> None:
+    x = ops.parameter(ov.PartialShape.dynamic(), np.float32, name="x")
+    decision = latency_probe.decide(ov.Model([ops.relu(x)], [x]))
+    assert not decision.latency
+    assert "input x has a dynamic rank" in decision.reason
+
+
+def test_load_steps_are_reported_in_order(tmp_path: Path) -> None:
     path = _save(_tiny([-1, 16]), tmp_path)
-    compiled = OpenVINOEngine().load(path, ModelConfig("tiny", tmp_path))
+    steps: list[str] = []
+    compiled = OpenVINOEngine().load(path, ModelConfig("tiny", tmp_path), steps.append)
+    compiled.close()
+    assert steps == ["read", "reshape", "probe", "compile"]
+
+
+def test_short_model_is_compiled_for_latency(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _save(_tiny([-1, 16]), tmp_path)
+    with caplog.at_level(logging.INFO, "ovserve.engine"):
+        compiled = OpenVINOEngine().load(path, ModelConfig("tiny", tmp_path))
     try:
         assert (compiled.nireq, compiled.streams) == (1, 1)
     finally:
         compiled.close()
+    assert "Model tiny: compiled for latency on one thread" in caplog.text
+    assert "about 96 operations per inference at input shape [1, 16]" in caplog.text
 
 
 def needs_two_cores() -> None:
@@ -98,3 +142,49 @@ def test_compute_bound_model_keeps_throughput_streams(tmp_path: Path) -> None:
         assert compiled.streams > 1
     finally:
         compiled.close()
+
+
+@pytest.fixture
+def cpu_burners() -> Iterator[None]:
+    """One busy-looping process per core for the duration of a test."""
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+def _load_twice(path: Path, folder: Path) -> list[tuple[int, int]]:
+    engine = OpenVINOEngine()
+    outcomes = []
+    for _ in range(2):
+        compiled = engine.load(path, ModelConfig("conv", folder))
+        outcomes.append((compiled.nireq, compiled.streams))
+        compiled.close()
+    return outcomes
+
+
+def _mode_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if "compiled for" in record.message]
+
+
+def test_decision_is_the_same_on_an_idle_and_a_busy_machine(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+) -> None:
+    # A conv whose inference takes about 0.5 ms here: timing it flipped the decision with load.
+    path = _save(_conv([1, 3, -1, -1], filters=4, layers=0), tmp_path)
+    with caplog.at_level(logging.INFO, "ovserve.engine"):
+        idle = _load_twice(path, tmp_path)
+        idle_lines = _mode_lines(caplog)
+        caplog.clear()
+        request.getfixturevalue("cpu_burners")
+        busy = _load_twice(path, tmp_path)
+        busy_lines = _mode_lines(caplog)
+    assert idle == busy
+    assert idle_lines == busy_lines
+    assert len(idle_lines) == 2
