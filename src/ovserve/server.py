@@ -15,6 +15,7 @@ from ovserve.engine.base import InferenceEngine
 from ovserve.engine.openvino_engine import OpenVINOEngine
 from ovserve.errors import ConfigError
 from ovserve.metrics import Metrics
+from ovserve.serving.load_watchdog import LoadWatchdog
 from ovserve.serving.model_instance import ModelVersionState
 from ovserve.serving.model_manager import ModelManager
 from ovserve.serving.reloader import Reloader
@@ -42,6 +43,7 @@ class Server:
         self.models = ModelManager(self.engine)
         self.metrics = Metrics(self.config.metrics_enable, self.config.metrics_list)
         self.service = ServingService(self.models, self.metrics)
+        self.watchdog = LoadWatchdog(self.models.tracker)
         self.reloader = Reloader(
             self.models,
             poll_seconds=self.config.file_system_poll_wait_seconds,
@@ -88,6 +90,7 @@ class Server:
             from ovserve.frontends.rest_api import start_rest_server
 
             self.frontends.append(await start_rest_server(self.service, self.config))
+        self.watchdog.start()  # says which loads hold the start up, and in which step
         if self.config.config_file is not None:
             await self.reloader.apply(self.config.config_file)
             self.service.reloader = self.reloader
@@ -121,6 +124,7 @@ class Server:
         await asyncio.gather(*(frontend.stop(grace) for frontend in self.frontends))
         self.frontends.clear()
         await self.models.retire_all()
+        await self.watchdog.stop()
 
     def close(self) -> None:
         """Release the engine's resources explicitly (OpenVINO can abort at exit otherwise)."""

@@ -82,3 +82,30 @@ def find_model_file(folder: Path) -> Path:
     if model_file.suffix == ".xml" and not model_file.with_suffix(".bin").is_file():
         raise ConfigError(f"Model file {model_file} has no weights file {model_file.stem}.bin")
     return model_file
+
+
+FolderStamp = tuple[tuple[str, int, int], ...]
+"""Each file in a version folder with its size and modification time: changes when the
+folder's content does (a failed version is tried again then)."""
+
+
+def folder_stamp(folder: Path) -> FolderStamp:
+    """The folder's files (recursively) as (relative path, size, mtime in ns), sorted; a
+    model file given directly (the flat layout) stamps itself."""
+    entries = []
+    try:
+        if folder.is_file():
+            info = folder.stat()
+            return ((folder.name, info.st_size, info.st_mtime_ns),)
+        for path in folder.rglob("*"):
+            info = path.stat()
+            if path.is_file():
+                entries.append((str(path.relative_to(folder)), info.st_size, info.st_mtime_ns))
+    except OSError:  # vanished or unreadable mid-scan: the next scan sees the settled state
+        return ()
+    return tuple(sorted(entries))
+
+
+def folder_stamps(folders: dict[int, Path]) -> dict[int, FolderStamp]:
+    """:func:`folder_stamp` of each version folder."""
+    return {version: folder_stamp(folder) for version, folder in folders.items()}

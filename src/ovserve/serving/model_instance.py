@@ -24,6 +24,7 @@ from ovserve.engine.base import CompiledModel, InferenceEngine
 from ovserve.errors import ModelNotReady, ModelRetired, OvserveError, ReshapeFailed
 from ovserve.serving.auto_shape import AutoShape, Reshape, uses_auto
 from ovserve.serving.binary_inputs import decode_binary_inputs
+from ovserve.serving.load_watchdog import LoadTracker
 from ovserve.serving.validation import validate_inputs, validate_outputs
 from ovserve.tensors import InferResult, RequestTensor, TensorSpec
 
@@ -57,12 +58,18 @@ class ModelInstance:
     """One version: START → LOADING → AVAILABLE → UNLOADING → END."""
 
     def __init__(
-        self, config: ModelConfig, version: int, model_file: Path, engine: InferenceEngine
+        self,
+        config: ModelConfig,
+        version: int,
+        model_file: Path,
+        engine: InferenceEngine,
+        tracker: LoadTracker | None = None,
     ) -> None:
         self.config = config
         self.version = version
         self.model_file = model_file
         self._engine = engine
+        self._tracker = tracker or LoadTracker()
         self._compiled: CompiledModel | None = None
         self.state = ModelVersionState.START
         self.error = ""
@@ -118,12 +125,15 @@ class ModelInstance:
         """Compile off the event loop; on failure the version ends with its error recorded."""
         self.state = ModelVersionState.LOADING
         try:
-            mapping = await asyncio.to_thread(read_mapping, self.model_file.parent)
-            config = replace(self.config, mapping=mapping)
-            if uses_auto(config) and not config.allow_cache:
-                # OVMS keeps auto-shaped models out of the cache: each reshape would add an entry.
-                config = replace(config, cache_dir=None)
-            self._compiled = await asyncio.to_thread(self._engine.load, self.model_file, config)
+            with self._tracker.track(self.name, self.version) as on_step:
+                mapping = await asyncio.to_thread(read_mapping, self.model_file.parent)
+                config = replace(self.config, mapping=mapping)
+                if uses_auto(config) and not config.allow_cache:
+                    # OVMS keeps auto-shaped models out of the cache: each reshape would add one.
+                    config = replace(config, cache_dir=None)
+                self._compiled = await asyncio.to_thread(
+                    self._engine.load, self.model_file, config, on_step
+                )
         except Exception as error:  # any failure must end this version only, not the server
             self.state = ModelVersionState.END
             self.error = error.text if isinstance(error, OvserveError) else repr(error)

@@ -18,8 +18,9 @@ from ovserve.config.model_config import ModelConfig
 from ovserve.engine.base import InferenceEngine
 from ovserve.errors import ConfigError, ModelNotFound, ModelNotReady, ModelRetired, VersionNotFound
 from ovserve.repository.source import open_source
-from ovserve.repository.versions import find_model_file
+from ovserve.repository.versions import FolderStamp, find_model_file, folder_stamps
 from ovserve.serving.auto_shape import BATCH_AUTO_DEPRECATED, SHAPE_AUTO_DEPRECATED
+from ovserve.serving.load_watchdog import LoadTracker
 from ovserve.serving.model_instance import ModelInstance, ModelVersionState, VersionStatus
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,14 @@ def needs_reload(old: ModelConfig, new: ModelConfig) -> bool:
 class ServedModel:
     """One model name and all its versions, current and retired."""
 
-    def __init__(self, config: ModelConfig, engine: InferenceEngine) -> None:
+    def __init__(
+        self, config: ModelConfig, engine: InferenceEngine, tracker: LoadTracker | None = None
+    ) -> None:
         self.config = config
         self._engine = engine
+        self._tracker = tracker or LoadTracker()
+        self._failed_stamps: dict[int, FolderStamp] = {}
+        """Versions that failed to load, with their folder's stamp at the time."""
         self.versions: dict[int, ModelInstance] = {}
         self._lock = asyncio.Lock()
         self.active = True
@@ -63,9 +69,11 @@ class ServedModel:
         _warn_auto(config)
 
     @classmethod
-    def failed(cls, name: str, error: str, engine: InferenceEngine) -> ServedModel:
+    def failed(
+        cls, name: str, error: str, engine: InferenceEngine, tracker: LoadTracker | None = None
+    ) -> ServedModel:
         """A model whose config entry is invalid: not served, its status shows ``error``."""
-        model = cls(ModelConfig(name=name, base_path=Path()), engine)
+        model = cls(ModelConfig(name=name, base_path=Path()), engine, tracker)
         model.active = False
         model.config_error = error
         return model
@@ -134,9 +142,13 @@ class ServedModel:
         """Apply ``config`` (if given), then load the versions the policy selects from disk and
         retire the others. Returns True when anything changed.
 
-        A changed config recompiles the served versions (swapped in once compiled; a version
-        whose recompile fails keeps serving and shows the error). Raises ConfigError when the
-        base path is unusable; loaded versions then keep serving.
+        A version that fails to load never retires a serving one: the policy then selects
+        among the versions that do load (serving v1, a corrupt v2 appears: v1 keeps serving,
+        v2 shows its error). A failed version is tried again when its folder changes (a failed
+        download: on a later poll), or when the model's config does. A changed config
+        recompiles the served versions (swapped in once compiled; a version whose recompile
+        fails keeps serving and shows the error). Raises ConfigError when the base path is
+        unusable; loaded versions then keep serving.
         """
         async with self._lock:
             reload_all = False
@@ -151,31 +163,56 @@ class ServedModel:
             if not self.active:
                 return False
             on_disk = await self._scan()
-            wanted = set(self.config.version_policy.select(on_disk))
-            serving = {v for v, instance in self.versions.items() if instance.is_available}
-            failed = {
-                version
-                for version, instance in self.versions.items()
-                if instance.state is ModelVersionState.END and instance.error
-            }
-            for version in failed - set(on_disk):
-                del self.versions[version]  # gone from disk: a re-added folder is tried afresh
-                await asyncio.to_thread(self._source.release, version)
+            stamps = await asyncio.to_thread(folder_stamps, on_disk)
+            for version in set(self._failed_stamps) - set(on_disk):
+                del self._failed_stamps[version]  # gone: a re-added folder is tried afresh
+                if self.versions[version].state is ModelVersionState.END:
+                    del self.versions[version]
+                    await asyncio.to_thread(self._source.release, version)
+            if reload_all:
+                self._failed_stamps.clear()
             now = time.monotonic()
-            failed -= {version for version, at in self._retry_downloads.items() if at <= now}
-            to_load = sorted(wanted - serving - (set() if reload_all else failed))
-            to_reload = sorted(wanted & serving) if reload_all else []
+            retry = {version for version, at in self._retry_downloads.items() if at <= now}
+            candidates = {
+                version: folder
+                for version, folder in on_disk.items()
+                if version not in self._failed_stamps
+                or version in retry
+                or self._failed_stamps[version] != stamps.get(version)
+            }
+            serving = {v for v, instance in self.versions.items() if instance.is_available}
+            wanted, tried = await self._load_selected(candidates, serving, stamps)
+            loaded = {version for version in tried if self.versions[version].is_available}
+            to_reload = sorted((wanted & serving) - loaded) if reload_all else []
             retiring = [self.versions[version] for version in sorted(serving - wanted)]
-            results = await asyncio.gather(
-                *(self._load_version(version, on_disk[version]) for version in to_load),
-                *(self._reload_version(version, on_disk[version]) for version in to_reload),
+            replaced = await asyncio.gather(
+                *(self._reload_version(version, on_disk[version]) for version in to_reload)
             )
             retired = [instance.version for instance in retiring]
-            retiring += [old for old in results if old is not None]
+            retiring += [old for old in replaced if old is not None]
             await asyncio.gather(*(instance.retire() for instance in retiring))
             for version in retired:  # a reloaded version keeps its files: they still serve
                 await asyncio.to_thread(self._source.release, version)
-            return bool(to_load or to_reload or retiring)
+            return bool(tried or to_reload or retiring)
+
+    async def _load_selected(
+        self, candidates: dict[int, Path], serving: set[int], stamps: dict[int, FolderStamp]
+    ) -> tuple[set[int], set[int]]:
+        """Load what the policy selects among ``candidates``; a version that fails drops out
+        and the policy selects again. Returns (versions to serve, versions tried)."""
+        tried: set[int] = set()
+        while True:
+            wanted = set(self.config.version_policy.select(candidates))
+            to_load = sorted(wanted - serving - tried)
+            if not to_load:
+                return wanted, tried
+            tried.update(to_load)
+            await asyncio.gather(
+                *(self._load_version(v, candidates[v], stamps.get(v, ())) for v in to_load)
+            )
+            for version in to_load:
+                if not self.versions[version].is_available:
+                    del candidates[version]
 
     async def _scan(self) -> dict[int, Path]:
         try:
@@ -224,7 +261,7 @@ class ServedModel:
         except ConfigError as error:
             await self._release_unless_serving(version)
             return self._failed(version, folder, error)
-        instance = ModelInstance(self.config, version, model_file, self._engine)
+        instance = ModelInstance(self.config, version, model_file, self._engine, self._tracker)
         await instance.load()
         if not instance.is_available:
             await self._release_unless_serving(version)
@@ -239,17 +276,22 @@ class ServedModel:
 
     def _failed(self, version: int, folder: Path, error: ConfigError) -> ModelInstance:
         """An instance in END that says why the version could not load."""
-        instance = ModelInstance(self.config, version, folder, self._engine)
+        instance = ModelInstance(self.config, version, folder, self._engine, self._tracker)
         instance.state = ModelVersionState.END
         instance.error = error.text
         log.error("Model %s version %d: %s", self.name, version, error.text)
         return instance
 
-    async def _load_version(self, version: int, folder: Path) -> None:
-        placeholder = ModelInstance(self.config, version, folder, self._engine)
+    async def _load_version(self, version: int, folder: Path, stamp: FolderStamp) -> None:
+        placeholder = ModelInstance(self.config, version, folder, self._engine, self._tracker)
         placeholder.state = ModelVersionState.LOADING  # status shows LOADING meanwhile
         self.versions[version] = placeholder
-        self.versions[version] = await self._new_instance(version, folder)
+        instance = await self._new_instance(version, folder)
+        self.versions[version] = instance
+        if instance.is_available:
+            self._failed_stamps.pop(version, None)
+        else:
+            self._failed_stamps[version] = stamp  # retried once the folder differs from this
 
     async def _reload_version(self, version: int, folder: Path) -> ModelInstance | None:
         """Recompile a served version; return the instance it replaced (to retire), if any."""
@@ -289,8 +331,10 @@ def _warn_auto(config: ModelConfig) -> None:
 class ModelManager:
     """All served models by name."""
 
-    def __init__(self, engine: InferenceEngine) -> None:
+    def __init__(self, engine: InferenceEngine, tracker: LoadTracker | None = None) -> None:
         self._engine = engine
+        self.tracker = tracker or LoadTracker()
+        """Loads in progress, for the load watchdog."""
         self._models: dict[str, ServedModel] = {}
 
     def __iter__(self) -> Iterator[ServedModel]:
@@ -312,7 +356,7 @@ class ModelManager:
         ConfigError for a duplicate name or an unusable base path)."""
         if config.name in self._models:
             raise ConfigError(f"Duplicate model name {config.name}")
-        model = ServedModel(config, self._engine)
+        model = ServedModel(config, self._engine, self.tracker)
         self._models[config.name] = model
         await model.sync_versions()
         return model
@@ -324,7 +368,7 @@ class ModelManager:
         """
         model = self._models.get(config.name)
         if model is None:
-            model = self._models[config.name] = ServedModel(config, self._engine)
+            model = self._models[config.name] = ServedModel(config, self._engine, self.tracker)
             config_arg = None
             changed = True
         else:
@@ -339,7 +383,7 @@ class ModelManager:
         """Record an invalid config entry: a served model keeps its previous config."""
         model = self._models.get(name)
         if model is None:
-            self._models[name] = ServedModel.failed(name, error, self._engine)
+            self._models[name] = ServedModel.failed(name, error, self._engine, self.tracker)
         else:
             model.config_error = error
 

@@ -16,6 +16,7 @@ import pytest
 from ovserve.config.mapping import TensorMapping
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.shape import ANONYMOUS_INPUT, AUTO, Dimension, Shape
+from ovserve.engine.base import LoadStep
 from ovserve.errors import ConfigError, ModelNotReady, ReshapeFailed, ShapeMismatch
 from ovserve.serving import model_instance
 from ovserve.serving.auto_shape import AutoShape, Reshape
@@ -43,7 +44,9 @@ class ShapeEngine:
     loads: list[ModelConfig] = field(default_factory=list)
     compiled: list[FakeCompiledModel] = field(default_factory=list)
 
-    def load(self, model_file: Path, config: ModelConfig) -> FakeCompiledModel:
+    def load(
+        self, model_file: Path, config: ModelConfig, on_step: LoadStep | None = None
+    ) -> FakeCompiledModel:
         self.loads.append(config)
         if self.block is not None:
             self.block.wait(5)
