@@ -15,6 +15,7 @@ from ovserve import __version__
 from ovserve.config.config_file import ConfigFile, read_config_file
 from ovserve.config.layout import parse_layout_param
 from ovserve.config.model_config import ModelConfig
+from ovserve.config.model_name import check_model_name
 from ovserve.config.model_path import parse_model_path
 from ovserve.config.plugin_config import parse_plugin_config
 from ovserve.config.preprocessing import (
@@ -209,6 +210,8 @@ def _check_server_flags(args: argparse.Namespace) -> None:
             raise ConfigError("Model parameters in CLI are exclusive with the config file")
     elif args.model_name is None or args.model_path is None:
         raise ConfigError("Use config_path or model_path with model_name")
+    else:
+        check_model_name(args.model_name)
     if args.port == 0 and args.rest_port == 0:
         raise ConfigError("port and rest_port cannot both be unset")
     if args.port == args.rest_port:

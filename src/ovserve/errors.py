@@ -181,9 +181,24 @@ class RequestTooLarge(OvserveError):
 
 
 class ConfigError(OvserveError):
-    """Flags, config.json or the model repository are invalid."""
+    """Flags, config.json or the model repository are invalid.
+
+    ``text`` may reach clients (status replies, ``GET /v1/config``), so it never names a
+    filesystem path; ``log_text`` is the same message with such local details, for the log.
+    """
 
     default_code = ErrorCode.CONFIG_ERROR
+
+    def __init__(
+        self, details: str = "", code: ErrorCode | None = None, *, log_text: str = ""
+    ) -> None:
+        super().__init__(details, code)
+        self._log_text = log_text
+
+    @property
+    def log_text(self) -> str:
+        """The message for the server log: ``text`` with local details such as paths."""
+        return self._log_text or self.text
 
     @property
     def text(self) -> str:

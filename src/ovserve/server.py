@@ -141,7 +141,7 @@ async def serve(config: ServerConfig) -> int:
         try:
             await server.start()
         except ConfigError as error:
-            log.error("%s", error.text)
+            log.error("%s", error.log_text)
             await server.stop()
             return 1
         await server.wait_stopped()

@@ -439,3 +439,11 @@ def test_flag_with_no_close_match_and_bad_value_have_no_suggestion(
         lines = capsys.readouterr().err.splitlines()
         assert len(lines) == 2
         assert lines[1] == "Run 'ovserve --help' to see every flag."
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "", "x\ty"])
+def test_an_unsafe_model_name_stops_start_up(
+    model_dir: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--model_name", name, "--model_path", str(model_dir), "--port", "9000"]
+    assert fails(argv, capsys).startswith("Invalid model name ")

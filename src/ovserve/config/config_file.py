@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from ovserve.config.layout import parse_layout_param
 from ovserve.config.model_config import ModelConfig
+from ovserve.config.model_name import check_model_name
 from ovserve.config.model_path import ModelPath, parse_model_path
 from ovserve.config.plugin_config import parse_plugin_config
 from ovserve.config.preprocessing import (
@@ -232,9 +233,8 @@ def _check_model_structure(config: object, where: str) -> dict[str, Any]:
         expected = _MODEL_KEYS[key]
         if not _TYPE_CHECKS[expected](value):
             raise ConfigError(f"{where}.{key}: expected {expected}, got {json.dumps(value)}")
-    for required in ("name", "base_path"):
-        if not config[required].strip():
-            raise ConfigError(f"{where}.{required}: must not be empty")
+    if not config["base_path"].strip():
+        raise ConfigError(f"{where}.base_path: must not be empty")
     return config
 
 
@@ -289,10 +289,19 @@ def _parse_models(
             continue
         where = f"model_config_list[{found[0]}].config"
         try:
+            _check_name(name, where)
             models.append(_parse_model(entries[found[0]], where, folder, cache_dir))
         except ConfigError as error:
             errors.append(ModelEntryError(name, error.text))
     return models, errors
+
+
+def _check_name(name: str, where: str) -> None:
+    """An unsafe name fails this model only (the others keep serving)."""
+    try:
+        check_model_name(name)
+    except ConfigError as error:
+        raise ConfigError(f"{where}.name: {error.text}") from None
 
 
 def _parse_model(

@@ -80,5 +80,10 @@ def read_mapping(folder: Path) -> TensorMapping:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ConfigError(f"{path}: cannot read a JSON object: {error}") from None
-    return parse_mapping(value, str(path))
+        # Replies say which file by name only; the log has the path.
+        reason = error.strerror if isinstance(error, OSError) else str(error)
+        raise ConfigError(
+            f"{MAPPING_FILE}: cannot read a JSON object: {reason}",
+            log_text=f"{path}: cannot read a JSON object: {error}",
+        ) from None
+    return parse_mapping(value)

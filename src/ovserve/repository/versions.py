@@ -24,16 +24,20 @@ def list_versions(base_path: Path) -> dict[int, Path]:
     A folder with model files and no version folder, or a model file, is ``{1: base_path}``
     (the flat layout). Raises ConfigError when the path is missing or is neither.
     """
+    # Error texts reach clients without the path (status replies); the log has it.
     if not base_path.exists():
-        raise ConfigError(f"Model path {base_path} does not exist")
+        raise ConfigError(
+            "Model path does not exist", log_text=f"Model path {base_path} does not exist"
+        )
     if base_path.is_file():
         if base_path.suffix in MODEL_SUFFIXES:
             return {1: base_path}
-        raise ConfigError(
-            f"Model path {base_path} is neither a directory nor a model file (.xml or .onnx)"
-        )
+        neither = "is neither a directory nor a model file (.xml or .onnx)"
+        raise ConfigError(f"Model path {neither}", log_text=f"Model path {base_path} {neither}")
     if not base_path.is_dir():
-        raise ConfigError(f"Model path {base_path} is not a directory")
+        raise ConfigError(
+            "Model path is not a directory", log_text=f"Model path {base_path} is not a directory"
+        )
     versions: dict[int, Path] = {}
     for entry in sorted(base_path.iterdir()):
         if not entry.is_dir():
@@ -71,16 +75,25 @@ def find_model_file(folder: Path) -> Path:
             path for path in folder.iterdir() if path.is_file() and path.suffix in MODEL_SUFFIXES
         )
     )
+    where = f"version folder {folder.name}"
     if not candidates:
+        expected = "expected an OpenVINO IR (.xml and .bin) or an .onnx file"
         raise ConfigError(
-            f"No model file in {folder}: expected an OpenVINO IR (.xml and .bin) or an .onnx file"
+            f"No model file in {where}: {expected}",
+            log_text=f"No model file in {folder}: {expected}",
         )
     if len(candidates) > 1:
         names = ", ".join(path.name for path in candidates)
-        raise ConfigError(f"More than one model file in {folder} ({names}): keep exactly one")
+        raise ConfigError(
+            f"More than one model file in {where} ({names}): keep exactly one",
+            log_text=f"More than one model file in {folder} ({names}): keep exactly one",
+        )
     model_file = candidates[0]
     if model_file.suffix == ".xml" and not model_file.with_suffix(".bin").is_file():
-        raise ConfigError(f"Model file {model_file} has no weights file {model_file.stem}.bin")
+        weights = f"has no weights file {model_file.stem}.bin"
+        raise ConfigError(
+            f"Model file {model_file.name} {weights}", log_text=f"Model file {model_file} {weights}"
+        )
     return model_file
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from ovserve.config.mapping import read_mapping
 from ovserve.config.model_config import ModelConfig
 from ovserve.engine.base import CompiledModel, InferenceEngine
-from ovserve.errors import ModelNotReady, ModelRetired, OvserveError, ReshapeFailed
+from ovserve.errors import ConfigError, ModelNotReady, ModelRetired, OvserveError, ReshapeFailed
 from ovserve.serving.auto_shape import AutoShape, Reshape, uses_auto
 from ovserve.serving.binary_inputs import decode_binary_inputs
 from ovserve.serving.load_watchdog import LoadTracker
@@ -136,8 +136,10 @@ class ModelInstance:
                 )
         except Exception as error:  # any failure must end this version only, not the server
             self.state = ModelVersionState.END
-            self.error = error.text if isinstance(error, OvserveError) else repr(error)
-            log.error("Model %s version %d failed to load: %s", self.name, self.version, self.error)
+            self.error = _public_text(error)
+            log.error(
+                "Model %s version %d failed to load: %s", self.name, self.version, _log_text(error)
+            )
             return
         self._loaded_config = config
         self._auto = AutoShape.of(config)
@@ -282,6 +284,21 @@ class ModelInstance:
         if compiled is not None:
             compiled.close()
         self.state = ModelVersionState.END
+
+
+def _public_text(error: Exception) -> str:
+    """What status replies may say about a failed load: never a filesystem path."""
+    if isinstance(error, OvserveError):
+        return error.text
+    if isinstance(error, OSError):
+        return f"Cannot read the model files: {error.strerror or type(error).__name__}"
+    return f"Unexpected {type(error).__name__} while loading (details in the server log)"
+
+
+def _log_text(error: Exception) -> str:
+    if isinstance(error, ConfigError):
+        return error.log_text
+    return error.text if isinstance(error, OvserveError) else repr(error)
 
 
 def _describe(specs: Sequence[TensorSpec]) -> str:

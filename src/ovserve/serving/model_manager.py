@@ -221,21 +221,28 @@ class ServedModel:
                 on_disk, skipped = scan.versions, scan.skipped
             except OSError as error:  # e.g. no permission, or the folder vanished mid-scan
                 raise ConfigError(
-                    f"Cannot scan model path {self.config.base_path}: {error}"
+                    f"Cannot scan model path: {error.strerror or type(error).__name__}",
+                    log_text=f"Cannot scan model path {self.config.base_path}: {error}",
                 ) from None
         except ConfigError as error:
             if error.text != self.path_error:
-                log.error("Model %s: %s", self.name, error.text)
-            self.path_error = error.text
+                log.error("Model %s: %s", self.name, error.log_text)
+            self.path_error = error.text  # shown to clients: no filesystem path in it
             raise
         empty = ""
         if not on_disk and not self.versions:
-            empty = (
-                f"No version found for model {self.name} in {self.config.base_path}: expected "
-                "numbered version folders (1, 2, ...) holding the model files, or the model files"
+            expected = (
+                "expected numbered version folders (1, 2, ...) holding the model files, or the "
+                "model files"
             )
+            empty = f"No version found for model {self.name}: {expected}"
             if empty != self.path_error:
-                log.warning("%s", empty)
+                log.warning(
+                    "No version found for model %s in %s: %s",
+                    self.name,
+                    self.config.base_path,
+                    expected,
+                )
         self.path_error = empty
         if skipped != self._skipped and skipped:
             log.warning(
@@ -278,8 +285,8 @@ class ServedModel:
         """An instance in END that says why the version could not load."""
         instance = ModelInstance(self.config, version, folder, self._engine, self._tracker)
         instance.state = ModelVersionState.END
-        instance.error = error.text
-        log.error("Model %s version %d: %s", self.name, version, error.text)
+        instance.error = error.text  # shown to clients: no filesystem path in it
+        log.error("Model %s version %d: %s", self.name, version, error.log_text)
         return instance
 
     async def _load_version(self, version: int, folder: Path, stamp: FolderStamp) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from pathlib import Path
 
@@ -61,7 +62,9 @@ class Reloader:
         self._seen_digest = self._applied_digest = config_file.digest
         for rejected in config_file.errors:
             log.error(
-                "Model %s is not served from the config file: %s", rejected.name, rejected.text
+                "Model %s is not served from the config file: %s",
+                json.dumps(rejected.name),  # control characters escaped, one line per model
+                rejected.text,
             )
             self._models.reject_model(rejected.name, rejected.text)
         named = {config.name for config in config_file.models}

@@ -184,7 +184,6 @@ def test_duplicate_json_key() -> None:
         (one(layout={"a": 1}), "model_config_list[0].config.layout: expected a string or an"),
         (one(allow_cache="yes"), "model_config_list[0].config.allow_cache: expected true or"),
         (one(model_version_policy="all"), "model_config_list[0].config.model_version_policy"),
-        (one(name=""), "model_config_list[0].config.name: must not be empty"),
         (
             {"model_config_list": [{"config": {"name": "m"}}]},
             "model_config_list[0].config: missing required key 'base_path'",
@@ -311,3 +310,23 @@ def test_preprocessing_key_errors(config: dict[str, Any], message: str) -> None:
         assert message in rejected(one(**config))
     else:
         assert message in model_error(**config)
+
+
+# --- model names (issue 9 item 5) --------------------------------------------------------------
+@pytest.mark.parametrize("name", ["", "  ", "../evil", "a/b", "a\\b", "..", "a..b", "x\ny", "\x7f"])
+def test_an_unsafe_name_fails_that_model_only(name: str) -> None:
+    parsed = parse(
+        {
+            "model_config_list": [
+                {"config": {"name": "good", "base_path": "g"}},
+                {"config": {"name": name, "base_path": "b"}},
+            ]
+        }
+    )
+    assert [model.name for model in parsed.models] == ["good"]
+    (error,) = parsed.errors
+    assert error.name == name
+    assert error.text == (
+        f"model_config_list[1].config.name: Invalid model name {json.dumps(name)}: a model name "
+        "must be non-empty and contain no '/', '\\', '..' or control characters"
+    )

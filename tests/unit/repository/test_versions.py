@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ovserve.errors import ConfigError
-from ovserve.repository.versions import find_model_file, list_versions
+from ovserve.repository.versions import find_model_file, folder_stamp, list_versions
 
 
 def folder(base: Path, name: str, *files: str) -> Path:
@@ -36,7 +36,8 @@ def test_empty_repository(tmp_path: Path) -> None:
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         list_versions(tmp_path / "nope")
-    assert caught.value.text == f"Model path {tmp_path / 'nope'} does not exist"
+    assert caught.value.text == "Model path does not exist"  # replies never name paths
+    assert caught.value.log_text == f"Model path {tmp_path / 'nope'} does not exist"
 
 
 def test_path_is_a_file_that_is_no_model(tmp_path: Path) -> None:
@@ -85,9 +86,9 @@ def test_no_model_file(tmp_path: Path) -> None:
     path = folder(tmp_path, "1", "readme.txt")
     with pytest.raises(ConfigError) as caught:
         find_model_file(path)
-    assert caught.value.text == (
-        f"No model file in {path}: expected an OpenVINO IR (.xml and .bin) or an .onnx file"
-    )
+    expected = "expected an OpenVINO IR (.xml and .bin) or an .onnx file"
+    assert caught.value.text == f"No model file in version folder 1: {expected}"
+    assert caught.value.log_text == f"No model file in {path}: {expected}"
 
 
 @pytest.mark.parametrize("files", [["a.xml", "a.bin", "b.onnx"], ["a.onnx", "b.onnx"]])
@@ -119,3 +120,12 @@ def test_versions_beyond_int64_are_not_versions(tmp_path: Path) -> None:
     folder(tmp_path, str(2**63))
     top = folder(tmp_path, str(2**63 - 1))
     assert list_versions(tmp_path) == {2**63 - 1: top}
+
+
+def test_folder_stamp_changes_with_the_content(tmp_path: Path) -> None:
+    path = folder(tmp_path, "1", "model.onnx")
+    before = folder_stamp(path)
+    assert folder_stamp(path) == before
+    (path / "model.onnx").write_bytes(b"a longer model than before")
+    assert folder_stamp(path) != before
+    assert folder_stamp(tmp_path / "gone") == ()
