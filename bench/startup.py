@@ -72,6 +72,7 @@ def conv_onnx(path: Path, seed: int) -> None:
 
 def repository(root: Path, count: int) -> tuple[Path, list[Path]]:
     """``root/conv<i>/1/model.onnx`` for i < count and a config.json listing them."""
+    root.mkdir(parents=True, exist_ok=True)
     files, entries = [], []
     for index in range(count):
         path = root / f"conv{index}" / "1" / "model.onnx"
@@ -151,7 +152,7 @@ def main() -> int:
         f"{load[0]:.1f}, {options.runs} runs each, medians"
     )
     print(
-        "| models | ovserve ready s | in-process s | ratio | ovserve RSS MiB | "
+        "| models | ovserve ready s (max) | in-process s | ratio | ovserve RSS MiB | "
         "in-process RSS MiB | ovserve MiB per added model |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|")
@@ -159,21 +160,22 @@ def main() -> int:
         root = Path(scratch)
         empty, _ = repository(root / "empty", 0)
         base = statistics.median(start_server(empty, root / "empty.log")[1] for _ in range(2))
-        print(f"| 0 | | | | {base:.0f} | | |")
+        print(f"| 0 | | | | {base:.0f} | | |", flush=True)
         first_rss: float | None = None
         for count in options.counts:
             config, files = repository(root / str(count), count)
             server = [start_server(config, root / f"{count}.log") for _ in range(options.runs)]
             alone = [in_process(files) for _ in range(options.runs)]
             ready = statistics.median(run[0] for run in server)
+            slowest = max(run[0] for run in server)
             rss = statistics.median(run[1] for run in server)
             alone_s = statistics.median(run[0] for run in alone)
             alone_rss = statistics.median(run[1] for run in alone)
             first_rss = rss if first_rss is None else first_rss
             per_model = (rss - first_rss) / (count - 1) if count > 1 else rss - base
             print(
-                f"| {count} | {ready:.2f} | {alone_s:.2f} | {ready / alone_s:.2f} | {rss:.0f} | "
-                f"{alone_rss:.0f} | {per_model:.1f} |",
+                f"| {count} | {ready:.2f} ({slowest:.2f}) | {alone_s:.2f} | "
+                f"{ready / alone_s:.2f} | {rss:.0f} | {alone_rss:.0f} | {per_model:.1f} |",
                 flush=True,
             )
     return 0
