@@ -14,10 +14,9 @@ from pathlib import Path
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.shape import Shape
 from ovserve.config.version_policy import LatestVersions
-from ovserve.engine.base import TensorSpec
 from ovserve.serving.model_instance import ModelVersionState
 from ovserve.serving.model_manager import ModelManager
-from ovserve.tensors import DataType
+from ovserve.tensors import DataType, TensorSpec
 
 from _fake_engine import FakeCompiledModel, FakeEngine
 
