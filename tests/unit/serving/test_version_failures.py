@@ -29,6 +29,12 @@ def _fake_model() -> FakeCompiledModel:
     return FakeCompiledModel((spec,), (spec,))
 
 
+def local(config: ModelConfig) -> Path:
+    """The repository folder (base_path may also be a RemotePath)."""
+    assert isinstance(config.base_path, Path)
+    return config.base_path
+
+
 def states(manager: ModelManager) -> dict[int, ModelVersionState]:
     return {v: instance.state for v, instance in sorted(manager.get("m").versions.items())}
 
@@ -42,7 +48,7 @@ def test_a_corrupt_new_version_leaves_the_old_one_serving_until_a_good_one_comes
         manager = ModelManager(engine)
         await manager.add_model(config)
         model = manager.get("m")
-        add_version(config.base_path, 2, broken=True)
+        add_version(local(config), 2, broken=True)
         assert await model.sync_versions() is True
         assert states(manager) == {1: AVAILABLE, 2: END}
         assert manager.instance("m").version == 1
@@ -53,8 +59,8 @@ def test_a_corrupt_new_version_leaves_the_old_one_serving_until_a_good_one_comes
         assert await model.sync_versions() is False  # unchanged folder: not tried again
         assert len(engine.loaded) == attempts
 
-        shutil.rmtree(config.base_path / "2")
-        add_version(config.base_path, 2)
+        shutil.rmtree(local(config) / "2")
+        add_version(local(config), 2)
         assert await model.sync_versions() is True
         assert states(manager) == {1: END, 2: AVAILABLE}
         assert manager.instance("m").version == 2
@@ -84,9 +90,9 @@ def test_a_failed_version_removed_from_disk_is_forgotten(
     async def scenario() -> None:
         manager = ModelManager(engine)
         await manager.add_model(config)
-        add_version(config.base_path, 2, broken=True)
+        add_version(local(config), 2, broken=True)
         await manager.get("m").sync_versions()
-        shutil.rmtree(config.base_path / "2")
+        shutil.rmtree(local(config) / "2")
         await manager.get("m").sync_versions()
         assert states(manager) == {1: AVAILABLE}
 
@@ -97,7 +103,7 @@ def test_versions_are_ordered_as_numbers(make_repo: RepoFactory) -> None:
     engine = FakeEngine({"v9.xml": _fake_model(), "v10.xml": _fake_model()})
     config = make_repo([])
     for version in (9, 10):
-        folder = config.base_path / str(version)
+        folder = local(config) / str(version)
         folder.mkdir()
         (folder / f"v{version}.xml").write_text("<net/>")
         (folder / f"v{version}.bin").write_bytes(b"")
