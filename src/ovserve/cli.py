@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ovserve import __version__
 from ovserve.config.config_file import ConfigFile, read_config_file
@@ -26,6 +26,7 @@ from ovserve.config.preprocessing import (
 )
 from ovserve.config.server_config import DEFAULT_MAX_GRPC_MESSAGE_BYTES, ServerConfig
 from ovserve.config.shape import parse_batch_size, parse_shape_param
+from ovserve.config.tls import read_tls
 from ovserve.config.version_policy import DEFAULT_POLICY, parse_version_policy
 from ovserve.errors import ConfigError
 
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_GRPC_MESSAGE_BYTES,
         help="largest gRPC message and REST body in bytes (default 1 GiB, as OVMS)",
     )
+    _add_limits_and_tls_flags(parser)
     model = parser.add_argument_group("model (single-model mode)")
     model.add_argument("--model_name", default=None, help="name clients use")
     model.add_argument(
@@ -199,6 +201,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ServerConfig:
         cache_dir=args.cache_dir,
         max_grpc_message_bytes=args.max_request_size,
         max_rest_body_bytes=args.max_request_size,
+        **_limits_and_tls_from_args(args),
     )
 
 
@@ -238,6 +241,81 @@ def _check_server_flags(args: argparse.Namespace) -> None:
         raise ConfigError("file_system_poll_wait_seconds cannot be negative")
     if args.max_request_size <= 0:
         raise ConfigError("max_request_size must be positive")
+
+
+def _add_limits_and_tls_flags(parser: argparse.ArgumentParser) -> None:
+    limits = parser.add_argument_group("connection limits and TLS")
+    limits.add_argument(
+        "--rest_header_timeout_seconds",
+        type=float,
+        default=30.0,
+        help="a request's headers must arrive within this time, else 408 (default 30)",
+    )
+    limits.add_argument(
+        "--rest_body_timeout_seconds",
+        type=float,
+        default=30.0,
+        help="longest silence while a request body arrives, else 408 (default 30)",
+    )
+    limits.add_argument(
+        "--rest_keep_alive_timeout_seconds",
+        type=float,
+        default=60.0,
+        help="idle keep-alive connections close after this time (default 60)",
+    )
+    limits.add_argument(
+        "--rest_max_connections",
+        type=int,
+        default=0,
+        help="open HTTP connections beyond which new ones get 503 "
+        "(default 0: three quarters of the open-file limit, leaving at least 256 descriptors)",
+    )
+    limits.add_argument(
+        "--rest_write_buffer_bytes",
+        type=int,
+        default=4 * 1024 * 1024,
+        help="unsent reply bytes on one connection above which its requests are no longer "
+        "read (default 4 MiB)",
+    )
+    limits.add_argument(
+        "--rest_memory_quota",
+        type=int,
+        default=128 * 1024 * 1024,
+        help="request body bytes received and decoded at once; more wait in line, then 503 "
+        "(default 128 MiB, 0: unlimited)",
+    )
+    limits.add_argument("--tls_cert", type=Path, default=None, help="PEM certificate (chain)")
+    limits.add_argument("--tls_key", type=Path, default=None, help="PEM private key")
+    limits.add_argument(
+        "--tls_client_ca",
+        type=Path,
+        default=None,
+        help="PEM CA: clients must present a certificate signed by it (mutual TLS)",
+    )
+
+
+def _limits_and_tls_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    for flag in (
+        "rest_header_timeout_seconds",
+        "rest_body_timeout_seconds",
+        "rest_keep_alive_timeout_seconds",
+    ):
+        if not getattr(args, flag) > 0:
+            raise ConfigError(f"{flag} must be positive")
+    for flag in ("rest_max_connections", "rest_memory_quota"):
+        if getattr(args, flag) < 0:
+            raise ConfigError(f"{flag} cannot be negative")
+    if args.rest_write_buffer_bytes < 1024:
+        raise ConfigError("rest_write_buffer_bytes must be at least 1024")
+    return {
+        "rest_header_timeout_seconds": args.rest_header_timeout_seconds,
+        "rest_body_timeout_seconds": args.rest_body_timeout_seconds,
+        "rest_keep_alive_timeout_seconds": args.rest_keep_alive_timeout_seconds,
+        "rest_max_connections": args.rest_max_connections,
+        "rest_write_buffer_bytes": args.rest_write_buffer_bytes,
+        "rest_memory_quota": args.rest_memory_quota,
+        "tls": read_tls(args.tls_cert, args.tls_key, args.tls_client_ca),
+    }
 
 
 def _metrics_from_file(

@@ -17,6 +17,7 @@ Tree::
     ├── InferenceFailed          INFERENCE_ERROR            the engine failed on valid input
     ├── ServerNotReady           SERVER_NOT_READY
     ├── RequestTooLarge          REQUEST_TOO_LARGE
+    ├── ServerBusy               RESOURCE_EXHAUSTED         memory quota or connection cap
     └── ConfigError              CONFIG_ERROR               bad flags, config or model repository
 """
 
@@ -57,6 +58,7 @@ class ErrorCode(enum.Enum):
     REST_NOT_FOUND = "Requested REST resource not found"
     CONFIG_ERROR = "Configuration error"
     INTERNAL = "Internal server error"
+    RESOURCE_EXHAUSTED = "Server is too busy to take this request now; retry later"
     # REST body parsing and binary (image) inputs, with OVMS's texts.
     JSON_INVALID = "The file is not valid json"
     JSON_NESTING_DEPTH_EXCEEDED = "JSON nesting depth exceeds the limit"
@@ -178,6 +180,12 @@ class RequestTooLarge(OvserveError):
     """The request exceeds a configured size limit."""
 
     default_code = ErrorCode.REQUEST_TOO_LARGE
+
+
+class ServerBusy(OvserveError):
+    """A shared resource (request memory, connections) is used up for now."""
+
+    default_code = ErrorCode.RESOURCE_EXHAUSTED
 
 
 class ConfigError(OvserveError):

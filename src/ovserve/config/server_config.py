@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ovserve.config.config_file import ConfigFile
 from ovserve.config.model_config import ModelConfig
+from ovserve.config.tls import TlsConfig
 
 DEFAULT_MAX_GRPC_MESSAGE_BYTES = 1024 * 1024 * 1024
 """OVMS allows 1 GiB gRPC messages; so do we (images at 4K as FP32 are ~100 MB)."""
@@ -39,3 +40,17 @@ class ServerConfig:
     max_grpc_message_bytes: int = DEFAULT_MAX_GRPC_MESSAGE_BYTES
     max_rest_body_bytes: int = DEFAULT_MAX_REST_BODY_BYTES
     shutdown_grace_seconds: float = 30.0
+    rest_header_timeout_seconds: float = 30.0
+    """A request's headers must arrive within this time of its first byte (else 408)."""
+    rest_body_timeout_seconds: float = 30.0
+    """Longest silence while a request body arrives (else 408)."""
+    rest_keep_alive_timeout_seconds: float = 60.0
+    """Idle keep-alive connections close after this time."""
+    rest_max_connections: int = 0
+    """Open HTTP connections beyond which new ones get 503 (0: from the open-file limit)."""
+    rest_write_buffer_bytes: int = 4 * 1024 * 1024
+    """Unsent reply bytes on one connection above which its requests are no longer read."""
+    rest_memory_quota: int = 128 * 1024 * 1024
+    """Request body bytes being received and decoded at once (0: unlimited)."""
+    tls: TlsConfig | None = None
+    """TLS (and mutual TLS) for both ports; None is plaintext."""

@@ -17,11 +17,14 @@ from ovserve.frontends._generated.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 from ovserve.frontends.bind import bind_targets, check_free
+from ovserve.frontends.failure_log import FAILURES, quiet_client_errors
+from ovserve.frontends.grpc_limits import grpc_hygiene_options
 from ovserve.frontends.kserve import grpc_servicer as kserve_servicer
 from ovserve.frontends.kserve.grpc_servicer import KServeServicer
 from ovserve.frontends.status_mapping import grpc_status
 from ovserve.frontends.tfserving import grpc_servicer as tfs_servicer
 from ovserve.frontends.tfserving.grpc_servicer import ModelServicer, PredictionServicer
+from ovserve.frontends.tls import grpc_credentials
 from ovserve.serving.service import ServingService
 
 log = logging.getLogger(__name__)
@@ -92,8 +95,9 @@ def _map_errors(method: str, behavior: Behavior) -> Behavior:
                 raise InvalidInput("the request is not a valid protobuf message")
             return await behavior(request, context)
         except OvserveError as error:
-            log.info("%s failed: %s", short, error.text)
-            await context.abort(grpc_status(error.code), error.text)
+            status = grpc_status(error.code)
+            FAILURES.record("gRPC", status.name, f"{short}: {error.text}")
+            await context.abort(status, error.text)
         except Exception:
             log.exception("%s failed with an unexpected error", short)
             await context.abort(grpc.StatusCode.INTERNAL, "Internal server error")
@@ -118,12 +122,14 @@ async def start_grpc_server(service: ServingService, config: ServerConfig) -> Gr
     targets = bind_targets(config.grpc_bind_address, config.port)
     for target in targets:
         check_free("gRPC", target, config.port)
+    quiet_client_errors()
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),
+            *grpc_hygiene_options(config),
         ],
     )
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
@@ -135,7 +141,11 @@ async def start_grpc_server(service: ServingService, config: ServerConfig) -> Gr
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service), server)
     for target in targets:
         try:
-            bound = server.add_insecure_port(target)
+            bound = (
+                server.add_secure_port(target, grpc_credentials(config.tls))
+                if config.tls is not None
+                else server.add_insecure_port(target)
+            )
         except RuntimeError:
             bound = 0
         if bound == 0:

@@ -38,6 +38,7 @@ STATUS: Final[dict[ErrorCode, tuple[grpc.StatusCode, int]]] = {
     ErrorCode.REST_NOT_FOUND: (_C.NOT_FOUND, 404),
     ErrorCode.CONFIG_ERROR: (_C.FAILED_PRECONDITION, 400),
     ErrorCode.INTERNAL: (_C.INTERNAL, 500),
+    ErrorCode.RESOURCE_EXHAUSTED: (_C.RESOURCE_EXHAUSTED, 503),
     # REST parsing and binary inputs: client errors (OVMS answers malformed JSON with 412;
     # 400 is what a client expects for a bad body).
     ErrorCode.JSON_INVALID: (_C.INVALID_ARGUMENT, 400),

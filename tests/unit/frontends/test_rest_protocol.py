@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from ovserve.frontends.rest.http import Request, Response
+from ovserve.frontends.rest.limits import HttpLimits
 from ovserve.frontends.rest.protocol import HttpProtocol, ServerState
 
 LIMIT = 64
@@ -48,6 +49,9 @@ class FakeTransport:
 
     def resume_reading(self) -> None:
         self.paused = False
+
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        self.limits = (high, low)
 
 
 @dataclass
@@ -96,7 +100,7 @@ def exchange(
     *chunks: bytes, handle: Handle = echo, keep_alive_seconds: float = 60.0
 ) -> tuple[FakeTransport, list[Answer]]:
     async def run() -> FakeTransport:
-        state = ServerState()
+        state = ServerState(limits=HttpLimits(linger=0.0))
         protocol = HttpProtocol(handle, state, LIMIT, keep_alive_seconds)
         transport = FakeTransport()
         protocol.connection_made(transport)  # type: ignore[arg-type]
@@ -104,6 +108,7 @@ def exchange(
             protocol.data_received(chunk)
             await asyncio.sleep(0)
         await drain(state)
+        await asyncio.sleep(0.001)  # the linger after a refusal
         return transport
 
     transport = asyncio.run(run())

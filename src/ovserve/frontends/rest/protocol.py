@@ -5,8 +5,17 @@ its two ``transport.write`` calls per response (status line and headers, then th
 loopback packets, two wake-ups of the client). This protocol answers with one ``writelines``
 and skips the ASGI message machinery; everything else is the HTTP/1.1 a model server needs:
 keep-alive with an idle timeout, in-order pipelining, ``Expect: 100-continue``, chunked request
-bodies (decoded by httptools), a body-size limit answered with 413 before the body is read,
-and a graceful shutdown that lets in-flight requests finish.
+bodies (decoded by httptools) and a graceful shutdown that lets in-flight requests finish.
+
+Hostile or broken clients are bounded (limits in :mod:`.limits`): a request whose headers do
+not arrive within the header timeout, or whose body stalls past the body timeout, is answered
+408; at the connection cap a new connection closes the oldest one that is idle or still
+sending its request (so a flood of stalled connections cannot lock out good clients), and is
+refused with 503 only when every connection is busy being answered; a body over the size
+limit is answered 413 as soon as its declared length (or its chunked length so far) passes the
+limit, and the rest of the body is never buffered; replies the client does not read pause reading
+(:mod:`.flow_control`); large bodies take their size from the process-wide request budget
+before they are read (:mod:`ovserve.frontends.request_budget`).
 """
 
 from __future__ import annotations
@@ -23,14 +32,16 @@ from urllib.parse import unquote
 import httptools
 
 from ovserve.errors import ErrorCode, InvalidInput, OvserveError, RequestTooLarge
+from ovserve.frontends.failure_log import FAILURES
+from ovserve.frontends.request_budget import RequestBudget
+from ovserve.frontends.rest.flow_control import FlowControl, Reason
 from ovserve.frontends.rest.http import Request, Response, error_response
+from ovserve.frontends.rest.limits import HttpLimits
 
 log = logging.getLogger(__name__)
 
 Handle = Callable[[Request], Awaitable[Response]]
 
-KEEP_ALIVE_SECONDS: Final = 60.0
-"""Idle time after which a keep-alive connection is closed."""
 MAX_PIPELINED: Final = 16
 """Requests queued on one connection before reading from it pauses."""
 
@@ -38,14 +49,18 @@ _STATUS_LINES: Final = {
     status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in HTTPStatus
 }
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NO_REQUEST: Final = Request("", "", [], b"")
 
 
 @dataclass
 class ServerState:
-    """What the connections of one server share: for shutdown."""
+    """What the connections of one server share: limits, the request budget, for shutdown."""
 
-    connections: set[HttpProtocol] = field(default_factory=set)
+    connections: dict[HttpProtocol, None] = field(default_factory=dict)
+    """Open connections, oldest first (a dict keeps insertion order)."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    limits: HttpLimits = field(default_factory=HttpLimits)
+    budget: RequestBudget = field(default_factory=lambda: RequestBudget(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +69,9 @@ class _Pending:
     keep_alive: bool
     refusal: Response | None
     """The answer when the request is refused before the handler (then the connection closes)."""
+    cost: int = 0
+    """Bytes this request holds (or, when not ``reserved``, still needs) from the budget."""
+    reserved: bool = True
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -64,44 +82,94 @@ class HttpProtocol(asyncio.Protocol):
         handle: Handle,
         state: ServerState,
         max_body_bytes: int,
-        keep_alive_seconds: float = KEEP_ALIVE_SECONDS,
+        keep_alive_seconds: float | None = None,
     ) -> None:
         self._handle = handle
         self._state = state
+        self._limits = state.limits
+        self._budget = state.budget
         self._max_body = max_body_bytes
-        self._keep_alive_seconds = keep_alive_seconds
+        self._keep_alive_seconds = (
+            keep_alive_seconds if keep_alive_seconds is not None else state.limits.keep_alive
+        )
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
+        self._flow: FlowControl | None = None
         self._queue: deque[_Pending] = deque()
         self._busy = False
         self._closing = False
-        self._reading_paused = False
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._idle_since: float | None = None
+        self._discarding = False
+        self._in_message = False
+        self._headers_done = False
+        self._message_started: float | None = None
+        self._held = 0
+        """Budget bytes taken for the message being read."""
+        self._budget_waiter: asyncio.Task[None] | None = None
+        self._deadline: float | None = None
+        self._deadline_is_idle = True
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
         self._reset_message()
 
     # --- connection events ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Track the connection and start its idle timer."""
+        """Track the connection and start its idle timer; refuse it past the cap."""
         # uvloop's TCP transport has the Transport methods without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
-        self._state.connections.add(self)
-        self._arm_idle_timer()
+        connections = self._state.connections
+        if len(connections) >= self._limits.max_connections and not _evict_one(connections):
+            self._discarding = self._closing = True
+            FAILURES.record("REST", "503 too many connections", "every connection is busy")
+            self._write(self._transport, _TOO_MANY_CONNECTIONS, keep_alive=False, head=False)
+            self._transport.close()
+            return
+        self._flow = FlowControl(
+            self._transport, self._limits.write_buffer_high, self._limits.write_buffer_low
+        )
+        connections[self] = None
+        # The first request must start as promptly as its headers must finish.
+        first_wait = min(self._keep_alive_seconds, self._limits.header_timeout)
+        self._set_deadline(self._loop.time() + first_wait, idle=True)
+
+    @property
+    def evictable(self) -> bool:
+        """True when no request of this connection is being answered or waits to be."""
+        return not self._busy and not self._queue and not self._closing
+
+    def evict(self) -> None:
+        """Make room for a new connection: a request half-read gets 408, then close at once."""
+        self._state.connections.pop(self, None)
+        self._closing = self._discarding = True
+        transport = self._transport
+        if transport is None:
+            return
+        if self._in_message:
+            self._write(transport, _EVICTED, keep_alive=False, head=False)
+        transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the connection; a request still running finds the transport closed."""
-        self._state.connections.discard(self)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self._state.connections.pop(self, None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._budget_waiter is not None:
+            self._budget_waiter.cancel()
+        self._budget.give_back(self._held)
+        self._held = 0
+        for pending in self._queue:
+            if pending.reserved:
+                self._budget.give_back(pending.cost)
         self._queue.clear()
         self._closing = True
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser; malformed HTTP gets a 400 and the connection closes."""
-        self._cancel_idle_timer()
+        if self._discarding:
+            return
+        self._deadline = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -112,11 +180,26 @@ class HttpProtocol(asyncio.Protocol):
                 self._fail("protocol upgrades are not supported")
         except httptools.HttpParserError as error:
             self._fail(str(error) or "malformed HTTP request")
+        if self._in_message and not self._discarding:
+            self._watch_partial_request()
 
     def eof_received(self) -> bool:
         """Keep the socket open for the answers still owed after the client's half-close."""
         self._closing = True
         return self._busy or bool(self._queue)
+
+    def pause_writing(self) -> None:
+        """The client does not read its answers: stop reading its requests."""
+        if self._flow is not None:
+            self._flow.writing_paused()
+
+    def resume_writing(self) -> None:
+        """The client caught up: read again and answer what is queued."""
+        if self._flow is None:
+            return
+        self._flow.writing_resumed()
+        if not self._busy and self._queue:
+            self._start_next()
 
     def shutdown(self) -> None:
         """Graceful stop: close now when idle, else after the current answer."""
@@ -136,11 +219,13 @@ class HttpProtocol(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._chunks: list[bytes] = []
         self._size = 0
-        self._too_large: int | None = None
 
     def on_message_begin(self) -> None:
         """A new request starts."""
         self._reset_message()
+        self._in_message = True
+        self._headers_done = False
+        self._message_started = None
 
     def on_url(self, url: bytes) -> None:
         """Part of the request target."""
@@ -151,58 +236,69 @@ class HttpProtocol(asyncio.Protocol):
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        """Spot a declared body over the limit; honour ``Expect: 100-continue``."""
+        """Refuse a declared body over the limit; reserve memory; honour 100-continue."""
+        self._headers_done = True
         expect_continue = False
+        length: int | None = None
         for name, value in self._headers:
             if name == b"content-length" and value.strip().isdigit():
                 length = int(value)
-                if length > self._max_body:
-                    self._too_large = length
             elif name == b"expect" and value.strip().lower() == b"100-continue":
                 expect_continue = True
-        transport = self._transport
-        if not expect_continue or transport is None:
+        if length is not None and length > self._max_body:
+            self._refuse_now(_too_large(length, self._max_body))
             return
-        if self._too_large is None:
-            transport.write(_CONTINUE)
-        elif not self._busy and not self._queue:
-            # The client waits before sending the body: answer now and never read it.
-            self._write(transport, _too_large(self._too_large, self._max_body), False, head=False)
-            transport.close()
+        cost = self._budget.cost(length) if length is not None else 0
+        if cost and not self._budget.try_take(cost):
+            self._wait_for_budget(cost, expect_continue)
+            return
+        self._held = cost
+        if expect_continue and self._transport is not None:
+            self._transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
-        """Collect the body; past the limit it is read and dropped, then answered with 413.
-
-        Reading the rest (instead of closing at once) lets the client see the 413: closing a
-        socket with unread data makes the kernel reset the connection.
-        """
-        if self._too_large is not None:
+        """Collect the body; past the limit the request is answered 413 at once."""
+        if self._discarding:
             return
         self._size += len(body)
         if self._size > self._max_body:
-            self._too_large = self._size
             self._chunks.clear()
+            self._refuse_now(_too_large(self._size, self._max_body))
             return
         self._chunks.append(body)
 
     def on_message_complete(self) -> None:
         """Queue the finished request; start it when the connection is free."""
+        if self._discarding:
+            return
+        self._in_message = False
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks = []
+        request = self._request(body)
+        refusal = self._refusal(body)
+        held, self._held = self._held, 0
+        if held or refusal is not None:
+            pending = _Pending(request, self._parser.should_keep_alive(), refusal, held)
+        else:
+            # A chunked body (no declared length) takes its share once it is complete.
+            cost = self._budget.cost(len(body))
+            pending = _Pending(request, self._parser.should_keep_alive(), None, cost, not cost)
+        self._queue.append(pending)
+        if refusal is not None:
+            self._pause(Reason.REFUSED)
+        elif len(self._queue) >= MAX_PIPELINED:
+            self._pause(Reason.QUEUE_FULL)
+        if not self._busy:
+            self._start_next()
+
+    def _request(self, body: bytes) -> Request:
         parsed = httptools.parse_url(self._url)
         path = parsed.path.decode("latin-1")
         if "%" in path:
             path = unquote(path)
-        request = Request(self._parser.get_method().decode(), path, self._headers, body)
-        refusal = self._refusal(body)
-        self._queue.append(_Pending(request, self._parser.should_keep_alive(), refusal))
-        if refusal is not None or len(self._queue) >= MAX_PIPELINED:
-            self._pause_reading()
-        if not self._busy:
-            self._start_next()
+        return Request(self._parser.get_method().decode(), path, self._headers, body)
 
     def _refusal(self, body: bytes) -> Response | None:
-        if self._too_large is not None:
-            return _too_large(self._too_large, self._max_body)
         if self._parser.should_upgrade() and not body:
             # llhttp leaves the body of an upgrade offer (curl --http2 on http://) unread.
             for name, value in self._headers:
@@ -213,6 +309,52 @@ class HttpProtocol(asyncio.Protocol):
                         )
                     )
         return None
+
+    def _refuse_now(self, response: Response) -> None:
+        """Answer the request being read with ``response`` (after those before it) and close.
+
+        Nothing more is parsed from this connection: the rest of its bytes are dropped.
+        """
+        self._discarding = True
+        self._in_message = False
+        self._deadline = None
+        self._budget.give_back(self._held)
+        self._held = 0
+        if self._budget_waiter is not None:
+            self._budget_waiter.cancel()
+            self._budget_waiter = None
+        try:
+            request = self._request(b"")
+        except (httptools.HttpParserInvalidURLError, httptools.HttpParserError):
+            request = _NO_REQUEST
+        self._queue.append(_Pending(request, False, response))
+        self._pause(Reason.REFUSED)
+        if not self._busy:
+            self._start_next()
+
+    def _wait_for_budget(self, cost: int, expect_continue: bool) -> None:
+        """Stop reading this body until the budget grants ``cost`` bytes (or refuse it)."""
+        self._pause(Reason.BUDGET)
+        self._deadline = None
+        self._budget_waiter = self._loop.create_task(self._take_budget(cost, expect_continue))
+
+    async def _take_budget(self, cost: int, expect_continue: bool) -> None:
+        try:
+            await self._budget.take(cost)
+        except OvserveError as error:
+            self._budget_waiter = None
+            self._refuse_now(error_response(error))
+            return
+        self._budget_waiter = None
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._discarding:
+            self._budget.give_back(cost)
+            return
+        self._held = cost
+        if expect_continue:
+            transport.write(_CONTINUE)
+        self._resume(Reason.BUDGET)
+        self._watch_partial_request()
 
     # --- answering -----------------------------------------------------------------------------
 
@@ -225,29 +367,43 @@ class HttpProtocol(asyncio.Protocol):
 
     async def _answer(self, pending: _Pending) -> None:
         keep_alive = pending.keep_alive and pending.refusal is None
-        if pending.refusal is not None:
-            response = pending.refusal
-        else:
-            try:
+        taken = pending.cost if pending.reserved else 0
+        try:
+            if pending.refusal is not None:
+                response = pending.refusal
+            else:
+                if not pending.reserved:
+                    await self._budget.take(pending.cost)
+                    taken = pending.cost
                 response = await self._handle(pending.request)
-            except Exception:
-                log.exception("%s %s failed", pending.request.method, pending.request.path)
-                response = error_response(OvserveError(code=ErrorCode.INTERNAL))
+        except OvserveError as error:
+            response = error_response(error)
+        except Exception:
+            log.exception("%s %s failed", pending.request.method, pending.request.path)
+            response = error_response(OvserveError(code=ErrorCode.INTERNAL))
+        finally:
+            self._budget.give_back(taken)
         self._busy = False
+        if response.status >= 400:
+            _record_failure(pending.request, response)
         transport = self._transport
         if transport is None or transport.is_closing():
             return
         keep_alive = keep_alive and not (self._closing and not self._queue)
         self._write(transport, response, keep_alive, head=pending.request.method == "HEAD")
-        if not keep_alive:
+        if pending.refusal is not None:
+            self._linger_then_close(transport)
+        elif not keep_alive:
             transport.close()
         elif self._queue:
-            self._start_next()
+            if self._flow is None or not self._flow.writes_backed_up:
+                self._start_next()
             if len(self._queue) < MAX_PIPELINED:
-                self._resume_reading()
+                self._resume(Reason.QUEUE_FULL)
         else:
-            self._resume_reading()
-            self._arm_idle_timer()
+            self._resume(Reason.QUEUE_FULL)
+            if not self._in_message:
+                self._set_deadline(self._loop.time() + self._keep_alive_seconds, idle=True)
 
     def _write(
         self, transport: asyncio.Transport, response: Response, keep_alive: bool, head: bool
@@ -272,8 +428,21 @@ class HttpProtocol(asyncio.Protocol):
             # One vectored write: status line, headers and body leave in one packet when small.
             transport.writelines((head_bytes, response.body))
 
+    def _linger_then_close(self, transport: asyncio.Transport) -> None:
+        """Drop what the client still sends for a moment, then close.
+
+        Closing a socket with unread data makes the kernel reset the connection, and a reset
+        can destroy the answer before the client reads it.
+        """
+        self._discarding = True
+        self._closing = True
+        if self._flow is not None:
+            for reason in Reason:
+                self._flow.resume(reason)
+        self._loop.call_later(self._limits.linger, transport.close)
+
     def _fail(self, reason: str) -> None:
-        log.info("Closing a connection after malformed HTTP: %s", reason)
+        FAILURES.record("REST", "400 malformed HTTP", reason)
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -283,43 +452,84 @@ class HttpProtocol(asyncio.Protocol):
 
     # --- flow control and timers ---------------------------------------------------------------
 
-    def _pause_reading(self) -> None:
-        if not self._reading_paused and self._transport is not None:
-            self._reading_paused = True
-            self._transport.pause_reading()
+    def _pause(self, reason: Reason) -> None:
+        if self._flow is not None:
+            self._flow.pause(reason)
 
-    def _resume_reading(self) -> None:
-        if self._reading_paused and self._transport is not None:
-            self._reading_paused = False
-            self._transport.resume_reading()
+    def _resume(self, reason: Reason) -> None:
+        if self._flow is not None:
+            self._flow.resume(reason)
 
-    def _arm_idle_timer(self) -> None:
-        # One lazy timer per connection: re-arming it on every request would cost a timer
-        # handle each time; instead the callback re-schedules itself while there is traffic.
-        self._idle_since = self._loop.time()
-        if self._idle_timer is None:
-            self._idle_timer = self._loop.call_later(self._keep_alive_seconds, self._idle_timeout)
+    def _watch_partial_request(self) -> None:
+        """Part of a request arrived: its headers, then each silence in its body, are timed."""
+        now = self._loop.time()
+        if not self._headers_done:
+            if self._message_started is None:
+                self._message_started = now
+            self._set_deadline(self._message_started + self._limits.header_timeout, idle=False)
+        elif self._flow is None or not self._flow.paused_for(Reason.BUDGET):
+            self._set_deadline(now + self._limits.body_timeout, idle=False)
 
-    def _cancel_idle_timer(self) -> None:
-        self._idle_since = None
+    def _set_deadline(self, when: float, idle: bool) -> None:
+        # One lazy timer per connection: a later deadline leaves the timer as it is (it
+        # re-schedules itself when it fires early); only an earlier one re-arms it.
+        self._deadline = when
+        self._deadline_is_idle = idle
+        if self._timer is None or when < self._timer_when:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_when = when
+            self._timer = self._loop.call_at(when, self._on_timer)
 
-    def _idle_timeout(self) -> None:
-        self._idle_timer = None
+    def _on_timer(self) -> None:
+        self._timer = None
         transport = self._transport
-        if transport is None or transport.is_closing():
+        deadline = self._deadline
+        if transport is None or transport.is_closing() or deadline is None:
             return
-        if self._busy or self._idle_since is None:
-            self._idle_timer = self._loop.call_later(self._keep_alive_seconds, self._idle_timeout)
-            return
-        remaining = self._idle_since + self._keep_alive_seconds - self._loop.time()
-        if remaining > 0:
-            self._idle_timer = self._loop.call_later(remaining, self._idle_timeout)
+        if deadline > self._loop.time():
+            self._timer_when = deadline
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+        elif self._deadline_is_idle:
+            if not self._busy and not self._queue:
+                transport.close()
         else:
-            transport.close()
+            what = "headers" if not self._headers_done else "body"
+            self._refuse_now(
+                Response(
+                    HTTPStatus.REQUEST_TIMEOUT.value,
+                    b'{"error":"Request timeout - the request ' + what.encode() + b' stalled"}',
+                )
+            )
 
 
+def _evict_one(connections: dict[HttpProtocol, None]) -> bool:
+    """Close the oldest connection that is idle or still sending a request; False if none."""
+    for connection in connections:
+        if connection.evictable:
+            FAILURES.record("REST", "connection closed to make room", "at the connection cap")
+            connection.evict()
+            return True
+    return False
+
+
+def _record_failure(request: Request, response: Response) -> None:
+    kind = f"{response.status} {_STATUS_PHRASES.get(response.status, '')}".rstrip()
+    FAILURES.record("REST", kind, f"{request.method} {request.path}: {response.body[:300]!r}")
+
+
+_STATUS_PHRASES: Final = {status.value: status.phrase for status in HTTPStatus}
 _BAD_REQUEST_RESPONSE: Final = Response(
     HTTPStatus.BAD_REQUEST.value, b'{"error":"Invalid HTTP request"}'
+)
+_EVICTED: Final = Response(
+    HTTPStatus.REQUEST_TIMEOUT.value,
+    b'{"error":"Request timeout - the connection cap was reached while this request was slow"}',
+)
+_TOO_MANY_CONNECTIONS: Final = Response(
+    HTTPStatus.SERVICE_UNAVAILABLE.value,
+    b'{"error":"Server is too busy to take this request now; retry later'
+    b' - too many open connections"}',
 )
 
 

@@ -13,7 +13,9 @@ import logging
 from ovserve.config.server_config import ServerConfig
 from ovserve.errors import ConfigError
 from ovserve.frontends.bind import bind_targets, host_of, port_in_use
+from ovserve.frontends.rest.limits import rest_server_state
 from ovserve.frontends.rest.protocol import Handle, HttpProtocol, ServerState
+from ovserve.frontends.tls import rest_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,9 @@ class RestFrontend:
 
 async def start_http_server(handle: Handle, config: ServerConfig) -> RestFrontend:
     """Serve ``handle`` on ``--rest_port`` at every ``--rest_bind_address``."""
-    state = ServerState()
+    state = rest_server_state(config)
     limit = config.max_rest_body_bytes
+    ssl_context = rest_ssl_context(config.tls) if config.tls is not None else None
 
     def protocol() -> HttpProtocol:
         return HttpProtocol(handle, state, limit)
@@ -55,7 +58,15 @@ async def start_http_server(handle: Handle, config: ServerConfig) -> RestFronten
     for target in bind_targets(config.rest_bind_address, config.rest_port):
         try:
             servers.append(
-                await loop.create_server(protocol, host=host_of(target), port=config.rest_port)
+                await loop.create_server(
+                    protocol,
+                    host=host_of(target),
+                    port=config.rest_port,
+                    ssl=ssl_context,
+                    ssl_handshake_timeout=(
+                        config.rest_header_timeout_seconds if ssl_context is not None else None
+                    ),
+                )
             )
         except OSError as error:
             for server in servers:
