@@ -383,6 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error.text, file=sys.stderr)
         return EX_USAGE
     configure_logging(config.log_level, config.log_path)
+    # gRPC core logs each failed TLS handshake (a plaintext or unauthenticated client) at
+    # INFO on stderr: a line per attempt that any client can cause. Errors only, unless the
+    # user asks for more.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from ovserve.server import run_server
 
     return run_server(config)
