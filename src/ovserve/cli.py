@@ -280,9 +280,9 @@ def _add_limits_and_tls_flags(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--rest_memory_quota",
         type=int,
-        default=128 * 1024 * 1024,
+        default=64 * 1024 * 1024,
         help="request body bytes received and decoded at once; more wait in line, then 503 "
-        "(default 128 MiB, 0: unlimited)",
+        "(default 64 MiB, 0: unlimited)",
     )
     limits.add_argument("--tls_cert", type=Path, default=None, help="PEM certificate (chain)")
     limits.add_argument("--tls_key", type=Path, default=None, help="PEM private key")

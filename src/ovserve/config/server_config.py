@@ -50,7 +50,7 @@ class ServerConfig:
     """Open HTTP connections beyond which new ones get 503 (0: from the open-file limit)."""
     rest_write_buffer_bytes: int = 4 * 1024 * 1024
     """Unsent reply bytes on one connection above which its requests are no longer read."""
-    rest_memory_quota: int = 128 * 1024 * 1024
+    rest_memory_quota: int = 64 * 1024 * 1024
     """Request body bytes being received and decoded at once (0: unlimited)."""
     tls: TlsConfig | None = None
     """TLS (and mutual TLS) for both ports; None is plaintext."""

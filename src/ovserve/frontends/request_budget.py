@@ -18,8 +18,6 @@ from typing import Final
 from ovserve.errors import OvserveError, ServerBusy
 from ovserve.frontends.memory_trim import Trimmer
 
-DEFAULT_REST_MEMORY_QUOTA: Final = 128 * 1024 * 1024
-"""Body bytes that may be in flight at once by default."""
 SMALL_REQUEST_BYTES: Final = 64 * 1024
 """Bodies below this size never wait: they cannot exhaust memory and keep the fast path."""
 
