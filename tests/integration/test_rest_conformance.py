@@ -9,6 +9,7 @@ model's inputs, so "valid" generated tensors are rightly refused) and ``unsuppor
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,10 @@ from _skips import OFFLINE, unavailable
 
 SPEC = Path(__file__).parent / "specs" / "open_inference_rest.yaml"
 EXAMPLES = 120
+"""About 290 generated cases in 20 s: the default run."""
+LONG_EXAMPLES = 1000
+LONG_MIN_CASES = 1000
+"""The long variant (``-m slow``): at least 1,000 cases (about two minutes here)."""
 
 
 def _schemathesis() -> list[str]:
@@ -32,6 +37,17 @@ def _schemathesis() -> list[str]:
 def test_v2_rest_conforms_to_the_open_inference_spec(
     server_factory: ServerPool, tmp_path: Path
 ) -> None:
+    _conformance(server_factory, tmp_path, EXAMPLES, min_cases=200)
+
+
+@pytest.mark.slow
+def test_v2_rest_conforms_to_the_open_inference_spec_long(
+    server_factory: ServerPool, tmp_path: Path
+) -> None:
+    _conformance(server_factory, tmp_path, LONG_EXAMPLES, min_cases=LONG_MIN_CASES)
+
+
+def _conformance(server_factory: ServerPool, tmp_path: Path, examples: int, min_cases: int) -> None:
     save_onnx(add_onnx(), tmp_path / "add")
     server = server_factory.start(
         ["--model_name", "add", "--model_path", str(tmp_path / "add")], grpc=False, rest=True
@@ -51,7 +67,7 @@ def test_v2_rest_conforms_to_the_open_inference_spec(
         "--exclude-checks",
         "positive_data_acceptance,unsupported_method",
         "--max-examples",
-        str(EXAMPLES),
+        str(examples),
         "--seed",
         "1",
         "--continue-on-failure",
@@ -61,4 +77,8 @@ def test_v2_rest_conforms_to_the_open_inference_spec(
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "Tested: 6" in result.stdout, result.stdout[-3000:]
+    cases = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+    assert cases is not None, result.stdout[-3000:]
+    assert int(cases[1]) >= min_cases, cases[0]
+    assert int(cases[2]) == int(cases[1]), cases[0]
     assert "Traceback" not in server.log_text()

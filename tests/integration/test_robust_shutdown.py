@@ -1,0 +1,84 @@
+"""SIGTERM under load: every request the server accepted is answered, then it exits 0.
+
+Four REST and four gRPC clients each send one request to a model that takes a while; the
+signal arrives once the server is busy with them (it burns CPU) and every request has been
+sent. All eight must come back with the right answer.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+import tritonclient.grpc as triton_grpc
+from test_shutdown import cpu_seconds, wait_for
+
+from _models import reference, save_ir, slow_model
+from _server import F32_FLAGS, ServerPool
+
+CLIENTS = 4
+
+
+def test_sigterm_under_load_answers_every_request_in_flight(
+    server_factory: ServerPool, tmp_path: Path
+) -> None:
+    model = slow_model(size=512, depth=48)
+    save_ir(model, tmp_path / "slow")
+    server = server_factory.start(
+        ["--model_name", "slow", "--model_path", str(tmp_path / "slow"), *F32_FLAGS], rest=True
+    )
+    inputs = [
+        np.random.default_rng(seed).standard_normal((256, 512)).astype(np.float32)
+        for seed in range(2 * CLIENTS)
+    ]
+    expected = [reference(model, {"x": x})["y"] for x in inputs]
+    sent: list[float] = []
+
+    def rest(x: np.ndarray) -> np.ndarray:
+        body = {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": list(x.shape),
+                    "datatype": "FP32",
+                    "data": x.ravel().tolist(),
+                }
+            ]
+        }
+        sent.append(time.monotonic())
+        reply = requests.post(f"{server.rest_url}/v2/models/slow/infer", json=body, timeout=120)
+        assert reply.status_code == 200, reply.text
+        return np.array(reply.json()["outputs"][0]["data"], np.float32).reshape(x.shape)
+
+    def grpc_infer(x: np.ndarray) -> np.ndarray:
+        client = triton_grpc.InferenceServerClient(server.grpc_target)
+        tensor = triton_grpc.InferInput("x", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x)
+        sent.append(time.monotonic())
+        result = client.infer("slow", [tensor], client_timeout=120).as_numpy("y")
+        client.close()
+        return result
+
+    idle_cpu = cpu_seconds(server.pid)
+    with concurrent.futures.ThreadPoolExecutor(2 * CLIENTS) as pool:
+        futures = [
+            pool.submit(rest if index % 2 else grpc_infer, x) for index, x in enumerate(inputs)
+        ]
+        wait_for(lambda: len(sent) == len(inputs), "every request to be sent")
+        wait_for(
+            lambda: cpu_seconds(server.pid) - idle_cpu > 0.5 or any(f.done() for f in futures),
+            "the server to be busy",
+        )
+        time.sleep(0.3)  # the last requests sent are read by now
+        assert sum(future.done() for future in futures) < len(futures) // 2, "too fast: slow down"
+        server.send_signal()
+        results = [future.result(timeout=120) for future in futures]
+    for got, want in zip(results, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert server.wait_exit(60) == 0
+    log = server.log_text()
+    assert "Stopped" in log
+    assert "Traceback" not in log
