@@ -14,6 +14,7 @@ from ovserve.config.server_config import ServerConfig
 from ovserve.engine.base import InferenceEngine
 from ovserve.engine.openvino_engine import OpenVINOEngine
 from ovserve.errors import ConfigError
+from ovserve.frontends.failure_log import FAILURES
 from ovserve.metrics import Metrics
 from ovserve.serving.load_watchdog import LoadWatchdog
 from ovserve.serving.model_instance import ModelVersionState
@@ -123,6 +124,7 @@ class Server:
         grace = self.config.shutdown_grace_seconds
         await asyncio.gather(*(frontend.stop(grace) for frontend in self.frontends))
         self.frontends.clear()
+        FAILURES.flush()
         await self.models.retire_all()
         await self.watchdog.stop()
 
