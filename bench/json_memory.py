@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,9 +52,8 @@ def _body(megabytes: float) -> bytes:
     rows = int(megabytes * MIB / 4 / 10)
     values = np.random.default_rng(0).random((rows, 4)).astype(np.float32)
     data = ",".join(f"{v:.7f}" for v in values.ravel())
-    return (
-        '{"inputs":[{"name":"a","datatype":"FP32","shape":[%d,4],"data":[%s]}]}' % (rows, data)
-    ).encode()
+    head = '{"inputs":[{"name":"a","datatype":"FP32","shape":[' + str(rows) + ',4],"data":['
+    return (head + data + "]}]}").encode()
 
 
 def _free_port() -> int:
@@ -69,7 +67,7 @@ def _rss(process: psutil.Process) -> int:
 
 
 def measure(
-    quota: int, body: bytes, parallel: int, rounds: int, settle: float, echo: bool
+    quota: int, body: bytes, parallel: int, rounds: int, *, settle: float, echo: bool
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         _model(Path(folder) / "m", echo)
@@ -164,11 +162,11 @@ def main() -> None:
     body = _body(args.megabytes)
     print(f"body {len(body) / MIB:.1f} MiB, {args.parallel} parallel x {args.rounds} rounds")
     print(
-        "quota_bytes  idle_MiB  peak_above_idle_MiB  after_%gs_above_idle_MiB  seconds  ok"
-        % args.settle
+        f"quota_bytes  idle_MiB  peak_above_idle_MiB  after_{args.settle:g}s_above_idle_MiB"
+        "  seconds  ok"
     )
     for quota in args.quotas:
-        row = measure(quota, body, args.parallel, args.rounds, args.settle, args.echo)
+        row = measure(quota, body, args.parallel, args.rounds, settle=args.settle, echo=args.echo)
         print(
             f"{quota:>11}  {row['idle_mib']:8.0f}  {row['peak_above_idle_mib']:19.0f}  "
             f"{row['after_above_idle_mib']:24.0f}  {row['seconds']:7.1f}  "
