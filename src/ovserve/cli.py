@@ -267,8 +267,15 @@ def _add_limits_and_tls_flags(parser: argparse.ArgumentParser) -> None:
         "--rest_max_connections",
         type=int,
         default=0,
-        help="open HTTP connections beyond which new ones get 503 "
-        "(default 0: three quarters of the open-file limit, leaving at least 256 descriptors)",
+        help="open HTTP connections; at the cap the oldest idle or stalled one is closed, or a "
+        "new one gets 503 (default 0: half the open-file limit, e.g. 512 of 1024)",
+    )
+    limits.add_argument(
+        "--grpc_max_connections",
+        type=int,
+        default=0,
+        help="open gRPC connections beyond which new ones are refused "
+        "(default 0: a quarter of the open-file limit, e.g. 256 of 1024)",
     )
     limits.add_argument(
         "--rest_write_buffer_bytes",
@@ -302,7 +309,7 @@ def _limits_and_tls_from_args(args: argparse.Namespace) -> dict[str, Any]:
     ):
         if not getattr(args, flag) > 0:
             raise ConfigError(f"{flag} must be positive")
-    for flag in ("rest_max_connections", "rest_memory_quota"):
+    for flag in ("rest_max_connections", "grpc_max_connections", "rest_memory_quota"):
         if getattr(args, flag) < 0:
             raise ConfigError(f"{flag} cannot be negative")
     if args.rest_write_buffer_bytes < 1024:
@@ -312,6 +319,7 @@ def _limits_and_tls_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "rest_body_timeout_seconds": args.rest_body_timeout_seconds,
         "rest_keep_alive_timeout_seconds": args.rest_keep_alive_timeout_seconds,
         "rest_max_connections": args.rest_max_connections,
+        "grpc_max_connections": args.grpc_max_connections,
         "rest_write_buffer_bytes": args.rest_write_buffer_bytes,
         "rest_memory_quota": args.rest_memory_quota,
         "tls": read_tls(args.tls_cert, args.tls_key, args.tls_client_ca),

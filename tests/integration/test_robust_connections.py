@@ -160,6 +160,46 @@ def test_a_flood_of_stalled_connections_leaves_both_apis_answering(
     assert status == 0, server.log_text()
 
 
+def test_a_grpc_flood_leaves_rest_answering(add_model: list[str], tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard >= FLOOD + 200, f"this test needs an open-file limit above {FLOOD + 200}"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, FLOOD + 200), hard))
+    timeout = 3.0
+    with soft_nofile(NOFILE):
+        server = ServerProcess(
+            [*add_model, "--rest_header_timeout_seconds", str(timeout)],
+            log_dir=tmp_path / "logs",
+            rest=True,
+        )
+        server.start()
+    socks: list[socket.socket] = []
+    try:
+        server.wait_ready()
+        assert server.grpc_port is not None
+        for index in range(FLOOD):
+            with contextlib.suppress(OSError):
+                sock = socket.create_connection((HOST, server.grpc_port), timeout=5)
+                if index % 2:
+                    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n")  # half a preface
+                socks.append(sock)
+            if index % 275 == 274:
+                started = time.monotonic()
+                reply = requests.post(
+                    f"{server.rest_url}/v2/models/add/infer", json=INFER_BODY, timeout=10
+                )
+                assert reply.status_code == 200, reply.text
+                assert time.monotonic() - started < 2.0
+        time.sleep(timeout + 1)  # stalled handshakes are dropped: gRPC serves again
+        rest_seconds, grpc_seconds = _good_requests(server)
+        assert max(rest_seconds, grpc_seconds) < 2.0
+        assert "Too many open files" not in server.log_text()
+    finally:
+        for sock in socks:
+            sock.close()
+        status = server.stop()
+    assert status == 0, server.log_text()
+
+
 def test_a_2_gib_declared_body_gets_413_before_it_is_sent(
     add_model: list[str], server_factory: ServerPool
 ) -> None:

@@ -52,5 +52,7 @@ class ServerConfig:
     """Unsent reply bytes on one connection above which its requests are no longer read."""
     rest_memory_quota: int = 64 * 1024 * 1024
     """Request body bytes being received and decoded at once (0: unlimited)."""
+    grpc_max_connections: int = 0
+    """Open gRPC connections beyond which new ones are refused (0: from the open-file limit)."""
     tls: TlsConfig | None = None
     """TLS (and mutual TLS) for both ports; None is plaintext."""

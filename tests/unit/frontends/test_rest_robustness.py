@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from test_rest_protocol import LIMIT, FakeTransport, answers, drain, echo
 
+from ovserve.frontends.descriptors import grpc_connection_cap
 from ovserve.frontends.request_budget import RequestBudget
 from ovserve.frontends.rest.http import Request, Response
 from ovserve.frontends.rest.limits import HttpLimits, connection_cap
@@ -219,11 +220,14 @@ def test_a_body_that_waits_too_long_for_the_budget_gets_503() -> None:
     run(body)
 
 
-def test_connection_cap_follows_the_open_file_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connection_caps_share_the_open_file_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     import resource
 
     assert connection_cap(10) == 10
+    assert grpc_connection_cap(7) == 7
     monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 4096))
-    assert connection_cap() == 768
+    assert (connection_cap(), grpc_connection_cap()) == (512, 256)
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (64, 64))
+    assert (connection_cap(), grpc_connection_cap()) == (16, 16)
     monkeypatch.setattr(resource, "getrlimit", lambda _: (1 << 20, 1 << 20))
-    assert connection_cap() == 100_000
+    assert (connection_cap(), grpc_connection_cap()) == (100_000, 100_000)

@@ -3,18 +3,18 @@
 OVMS's HTTP server has no read timeouts and no connection cap (``drogon_http_server.cpp``):
 1,100 connections that send half a request each take the open-file limit, and then gRPC,
 model files and the reloader fail too. These limits close stalled requests and refuse
-connections past a cap derived from ``RLIMIT_NOFILE``, so descriptors always remain for the
-rest of the process.
+connections past a cap derived from ``RLIMIT_NOFILE`` (:mod:`ovserve.frontends.descriptors`),
+so descriptors always remain for gRPC and the rest of the process.
 """
 
 from __future__ import annotations
 
 import logging
-import resource
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from ovserve.config.server_config import ServerConfig
+from ovserve.frontends.descriptors import rest_connection_cap
 from ovserve.frontends.request_budget import RequestBudget
 
 if TYPE_CHECKING:
@@ -34,9 +34,7 @@ LINGER_SECONDS: Final = 2.0
 """After a refusal, incoming bytes are dropped this long before closing, so the client reads
 the answer instead of a connection reset."""
 MAX_AUTO_CONNECTIONS: Final = 100_000
-"""Upper bound of the automatic cap (Drogon's default, which OVMS uses)."""
-RESERVED_DESCRIPTORS: Final = 256
-"""Descriptors always kept for gRPC, model files, logs and the reloader (at least)."""
+"""The cap when none is computed (unit tests); servers get one from :mod:`..descriptors`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,18 +55,8 @@ class HttpLimits:
 
 
 def connection_cap(requested: int = 0) -> int:
-    """The cap on open HTTP connections: ``requested`` if positive, else from RLIMIT_NOFILE.
-
-    The automatic cap leaves a quarter of the soft limit (at least 256 descriptors) to the
-    rest of the process: 768 connections under the common limit of 1,024.
-    """
-    if requested > 0:
-        return requested
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft <= 0:
-        return MAX_AUTO_CONNECTIONS
-    reserve = max(RESERVED_DESCRIPTORS, soft // 4)
-    return max(16, min(MAX_AUTO_CONNECTIONS, soft - reserve))
+    """The cap on open HTTP connections: ``requested`` if positive, else from RLIMIT_NOFILE."""
+    return rest_connection_cap(requested)
 
 
 def rest_server_state(config: ServerConfig) -> ServerState:
