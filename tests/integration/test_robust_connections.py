@@ -10,6 +10,7 @@ the server.
 from __future__ import annotations
 
 import contextlib
+import json
 import resource
 import selectors
 import socket
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as triton_grpc
+from _leak_gate import MIB, rss
 
 from _models import add_onnx, save_onnx
 from _server import HOST, ServerPool, ServerProcess
@@ -147,8 +149,14 @@ def test_a_flood_of_stalled_connections_leaves_both_apis_answering(
         worst = max(max(pair) for pair in latencies)
         assert worst < 2.0, f"good requests took up to {worst:.2f} s during the flood"
         assert flood_seconds < timeout, "the flood took longer than the timeout: make it faster"
+        closing_started = time.monotonic()
         still_open = _wait_all_closed(socks, timeout + 10)
         assert not still_open, f"{len(still_open)} stalled connections were never closed"
+        print(
+            f"flood of {FLOOD} under nofile {NOFILE}: {len(socks)} held by the client, "
+            f"worst good request {worst:.3f} s, all closed "
+            f"{time.monotonic() - closing_started + flood_seconds:.1f} s after the flood began"
+        )
         _good_requests(server)
         log = server.log_text()
         assert "Too many open files" not in log
@@ -231,6 +239,62 @@ def test_a_chunked_body_is_cut_off_at_the_limit(
             sock.sendall(chunk)
         reply = sock.recv(65536)
     assert reply.startswith(b"HTTP/1.1 413 "), reply
+
+
+def _binary_infer(rows: int) -> bytes:
+    """A pipelinable KServe binary request for ``add`` whose answer is ``rows`` x 16 bytes."""
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": name,
+                    "shape": [rows, 4],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": rows * 16},
+                }
+                for name in ("a", "b")
+            ],
+            "outputs": [{"name": "sum", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    body = header + bytes(rows * 16) * 2
+    return (
+        b"POST /v2/models/add/infer HTTP/1.1\r\nHost: x\r\n"
+        b"Inference-Header-Content-Length: %d\r\nContent-Length: %d\r\n\r\n"
+        % (len(header), len(body))
+    ) + body
+
+
+def test_a_client_that_never_reads_its_answers_is_not_buffered_for(
+    add_model: list[str], server_factory: ServerPool
+) -> None:
+    """Pipelined requests, answers never read: the server stops reading instead of buffering."""
+    server = server_factory.start(add_model, rest=True)
+    assert server.rest_port is not None
+    request = _binary_infer(rows=4096)  # 64 kB answers
+    idle = rss(server.pid)
+    sent = 0
+    with socket.create_connection((HOST, server.rest_port), timeout=5) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.setblocking(False)
+        stuck_since = time.monotonic()
+        started = time.monotonic()
+        while time.monotonic() - stuck_since < 2.0 and time.monotonic() - started < 30:
+            try:
+                sent += sock.send(request[sent % len(request) :])
+                stuck_since = time.monotonic()
+            except BlockingIOError:
+                time.sleep(0.01)
+        grown = (rss(server.pid) - idle) / MIB
+        answered_bytes = sent  # requests and answers are about the same size
+        # Without write-side flow control the server reads everything the client sends and
+        # keeps every answer; with it, it stops at the high-water mark (4 MiB by default).
+        assert sent < 64 * MIB, f"the server kept reading: {sent / MIB:.0f} MiB accepted"
+        assert grown < 32, f"server RSS grew {grown:.0f} MiB for unread answers"
+    print(
+        f"unread answers: client got {answered_bytes / MIB:.1f} MiB in, server grew {grown:.1f} MiB"
+    )
+    assert requests.get(f"{server.rest_url}/v2/health/ready", timeout=5).status_code == 200
 
 
 def test_stalled_requests_get_408(add_model: list[str], server_factory: ServerPool) -> None:

@@ -40,6 +40,7 @@ def _fuzz(server_factory: ServerPool, tmp_path: Path, per_class: int) -> None:
                 path, data = generate(rng)
                 statuses[send_raw(channel, path, data).name] += 1
             total += count
+            print(f"{name}: {count} messages, {dict(statuses)}")
             if any(grpc.StatusCode[status] not in ALLOWED for status in statuses):
                 bad[name] = statuses
             check_good(channel)

@@ -100,7 +100,9 @@ def _check(grown: dict[str, float]) -> None:
 
 def _memory(server_factory: ServerPool, tmp_path: Path, valid: int, per_class: int) -> None:
     server = server_factory.start(["--config_path", str(fuzz_config(tmp_path))], rest=True)
-    _check(_run(server, valid, per_class))
+    grown = _run(server, valid, per_class)
+    print("RSS growth (MiB):", {name: round(mib, 2) for name, mib in grown.items()})
+    _check(grown)
     assert "Traceback" not in server.log_text()
 
 
@@ -168,6 +170,7 @@ def test_the_gate_flags_a_leaking_handler(tmp_path: Path) -> None:
 
         leaked = growth(process.pid, send, total=1200, warmup=200)
         session.close()
+        print(f"positive control: RSS grew {leaked:.1f} MiB over 1,200 requests")
     finally:
         process.terminate()
         process.wait(10)
