@@ -222,7 +222,7 @@ def wrong_types(rng: random.Random) -> Message:
         )
         return KSERVE_INFER, request.SerializeToString()
     tfs = tfs_add()
-    tfs.inputs[rng.choice("ab")].dtype = rng.choice((0, 7, 23, 101, 9999, -5))  # type: ignore[assignment]
+    tfs.inputs[rng.choice("ab")].dtype = rng.choice((0, 7, 23, 101, 9999, -5))
     return TFS_PREDICT, tfs.SerializeToString()
 
 
@@ -245,7 +245,8 @@ def send_raw(channel: grpc.Channel, path: str, data: bytes, timeout: float = 30)
     try:
         call(data, timeout=timeout)
     except grpc.RpcError as error:
-        return error.code()  # type: ignore[no-any-return]
+        code: grpc.StatusCode = error.code()
+        return code
     return grpc.StatusCode.OK
 
 

@@ -103,8 +103,9 @@ def _wait_all_closed(socks: list[socket.socket], timeout: float) -> list[socket.
     deadline = time.monotonic() + timeout
     while open_socks and time.monotonic() < deadline:
         for key, _ in selector.select(timeout=0.5):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
+            ready = key.fileobj
+            assert isinstance(ready, socket.socket)
+            sock = ready
             try:
                 data = sock.recv(65536)
             except (ConnectionResetError, BlockingIOError):

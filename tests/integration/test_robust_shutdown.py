@@ -58,7 +58,7 @@ def test_sigterm_under_load_answers_every_request_in_flight(
         tensor = triton_grpc.InferInput("x", list(x.shape), "FP32")
         tensor.set_data_from_numpy(x)
         sent.append(time.monotonic())
-        result = client.infer("slow", [tensor], client_timeout=120).as_numpy("y")
+        result = np.asarray(client.infer("slow", [tensor], client_timeout=120).as_numpy("y"))
         client.close()
         return result
 

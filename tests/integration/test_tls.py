@@ -97,14 +97,14 @@ def _triton_grpc_infer(client: triton_grpc.InferenceServerClient) -> np.ndarray:
     inputs = [triton_grpc.InferInput(name, [2, 4], "FP32") for name in ("a", "b")]
     for tensor in inputs:
         tensor.set_data_from_numpy(A)
-    return client.infer("add", inputs).as_numpy("sum")
+    return np.asarray(client.infer("add", inputs).as_numpy("sum"))
 
 
 def _triton_http_infer(client: triton_http.InferenceServerClient) -> np.ndarray:
     inputs = [triton_http.InferInput(name, [2, 4], "FP32") for name in ("a", "b")]
     for tensor in inputs:
         tensor.set_data_from_numpy(A)
-    return client.infer("add", inputs).as_numpy("sum")
+    return np.asarray(client.infer("add", inputs).as_numpy("sum"))
 
 
 def test_tls_serves_both_ports_to_clients_that_trust_the_ca(

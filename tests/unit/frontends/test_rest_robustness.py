@@ -6,7 +6,8 @@ The fake transport and the response splitter come from ``test_rest_protocol``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 from test_rest_protocol import LIMIT, FakeTransport, answers, drain, echo
@@ -15,22 +16,22 @@ from ovserve.frontends.descriptors import grpc_connection_cap
 from ovserve.frontends.request_budget import RequestBudget
 from ovserve.frontends.rest.http import Request, Response
 from ovserve.frontends.rest.limits import HttpLimits, connection_cap
-from ovserve.frontends.rest.protocol import HttpProtocol, ServerState
+from ovserve.frontends.rest.protocol import Handle, HttpProtocol, ServerState
 
 FAST = HttpLimits(header_timeout=0.05, body_timeout=0.05, keep_alive=5.0, linger=0.01)
 GET = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def connect(
-    state: ServerState, limit: int = LIMIT, handle=echo
-) -> tuple[HttpProtocol, FakeTransport]:  # type: ignore[no-untyped-def]
+    state: ServerState, limit: int = LIMIT, handle: Handle = echo
+) -> tuple[HttpProtocol, FakeTransport]:
     protocol = HttpProtocol(handle, state, limit)
     transport = FakeTransport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
     return protocol, transport
 
 
-def run(body: Callable[[], Awaitable[None]]) -> None:
+def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(body())
 
 
