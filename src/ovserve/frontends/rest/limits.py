@@ -71,6 +71,12 @@ def rest_server_state(config: ServerConfig) -> ServerState:
         write_buffer_high=config.rest_write_buffer_bytes,
     )
     budget = RequestBudget(config.rest_memory_quota, wait_seconds=config.rest_body_timeout_seconds)
+    return ServerState(limits=limits, budget=budget)
+
+
+def log_limits(state: ServerState) -> None:
+    """One INFO line with the limits in force (once the port is bound)."""
+    limits = state.limits
     log.info(
         "REST limits: %d connections, headers within %g s, body silences up to %g s, "
         "idle keep-alive %g s, %d request bytes decoded at once",
@@ -78,6 +84,5 @@ def rest_server_state(config: ServerConfig) -> ServerState:
         limits.header_timeout,
         limits.body_timeout,
         limits.keep_alive,
-        budget.capacity,
+        state.budget.capacity,
     )
-    return ServerState(limits=limits, budget=budget)

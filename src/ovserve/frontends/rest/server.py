@@ -13,7 +13,7 @@ import logging
 from ovserve.config.server_config import ServerConfig
 from ovserve.errors import ConfigError
 from ovserve.frontends.bind import bind_targets, host_of, port_in_use
-from ovserve.frontends.rest.limits import rest_server_state
+from ovserve.frontends.rest.limits import log_limits, rest_server_state
 from ovserve.frontends.rest.protocol import Handle, HttpProtocol, ServerState
 from ovserve.frontends.tls import rest_ssl_context
 
@@ -74,4 +74,5 @@ async def start_http_server(handle: Handle, config: ServerConfig) -> RestFronten
             if error.errno == errno.EADDRINUSE:
                 raise port_in_use("REST", target, config.rest_port) from None
             raise ConfigError(f"Cannot bind REST to {target}: {error.strerror}") from None
+    log_limits(state)
     return RestFrontend(servers, state)
