@@ -8,6 +8,7 @@ sent. All eight must come back with the right answer.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 from pathlib import Path
 
@@ -38,23 +39,20 @@ def test_sigterm_under_load_answers_every_request_in_flight(
     sent: list[float] = []
 
     def rest(x: np.ndarray) -> np.ndarray:
-        body = {
-            "inputs": [
-                {
-                    "name": "x",
-                    "shape": list(x.shape),
-                    "datatype": "FP32",
-                    "data": x.ravel().tolist(),
-                }
-            ]
-        }
-        sent.append(time.monotonic())
-        reply = requests.post(f"{server.rest_url}/v2/models/slow/infer", json=body, timeout=120)
+        document = {"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32"}]}
+        document["inputs"][0]["data"] = x.ravel().tolist()
+        body = json.dumps(document).encode()
+        with requests.Session() as session:
+            # Connected before the request counts as sent: only the request itself races.
+            assert session.get(f"{server.rest_url}/v2/health/live", timeout=10).ok
+            sent.append(time.monotonic())
+            reply = session.post(f"{server.rest_url}/v2/models/slow/infer", data=body, timeout=120)
         assert reply.status_code == 200, reply.text
         return np.array(reply.json()["outputs"][0]["data"], np.float32).reshape(x.shape)
 
     def grpc_infer(x: np.ndarray) -> np.ndarray:
         client = triton_grpc.InferenceServerClient(server.grpc_target)
+        assert client.is_server_live()
         tensor = triton_grpc.InferInput("x", list(x.shape), "FP32")
         tensor.set_data_from_numpy(x)
         sent.append(time.monotonic())

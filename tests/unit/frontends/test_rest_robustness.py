@@ -232,3 +232,21 @@ def test_connection_caps_share_the_open_file_limit(monkeypatch: pytest.MonkeyPat
     assert (connection_cap(), grpc_connection_cap()) == (16, 16)
     monkeypatch.setattr(resource, "getrlimit", lambda _: (1 << 20, 1 << 20))
     assert (connection_cap(), grpc_connection_cap()) == (100_000, 100_000)
+
+
+def test_shutdown_reads_and_answers_a_request_still_arriving() -> None:
+    async def body() -> None:
+        state = ServerState()
+        protocol, transport = connect(state)
+        protocol.data_received(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
+        protocol.shutdown()
+        assert not transport.closed
+        assert not protocol.settled
+        protocol.data_received(b"def")
+        await drain(state)
+        (answer,) = answers(bytes(transport.output))
+        assert answer.json()["body"] == "abcdef"
+        assert answer.headers["connection"] == "close"
+        assert transport.closed
+
+    run(body)

@@ -202,10 +202,23 @@ class HttpProtocol(asyncio.Protocol):
             self._start_next()
 
     def shutdown(self) -> None:
-        """Graceful stop: close now when idle, else after the current answer."""
+        """Graceful stop: close now when idle, else after the answer owed.
+
+        A request still arriving (its body on the way) is read to the end and answered: the
+        client sent it before the stop.
+        """
         self._closing = True
-        if not self._busy and not self._queue and self._transport is not None:
+        if self.settled and self._transport is not None:
             self._transport.close()
+
+    @property
+    def _receiving(self) -> bool:
+        return self._in_message and not self._discarding
+
+    @property
+    def settled(self) -> bool:
+        """True when nothing of a request is being received or answered."""
+        return not self._busy and not self._queue and not self._receiving
 
     def abort(self) -> None:
         """Close at once (the grace period is over)."""

@@ -33,11 +33,20 @@ class RestFrontend:
             server.close()
         for connection in list(self._state.connections):
             connection.shutdown()
-        tasks = set(self._state.tasks)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
+        deadline = asyncio.get_running_loop().time() + grace
+        # Requests still arriving become tasks once complete: wait for both, within the grace.
+        while True:
+            tasks = set(self._state.tasks)
+            receiving = any(not c.settled for c in self._state.connections)
+            left = deadline - asyncio.get_running_loop().time()
+            if (not tasks and not receiving) or left <= 0:
+                break
+            if tasks:
+                await asyncio.wait(tasks, timeout=min(left, 0.05))
+            else:
+                await asyncio.sleep(min(left, 0.05))
+        for task in set(self._state.tasks):
+            task.cancel()
         for connection in list(self._state.connections):
             connection.abort()
         for server in self._servers:
