@@ -31,9 +31,11 @@ from urllib.parse import unquote
 
 import httptools
 
-from ovserve.errors import ErrorCode, InvalidInput, OvserveError, RequestTooLarge
+from ovserve.errors import ErrorCode, InvalidInput, OvserveError
 from ovserve.frontends.failure_log import FAILURES
 from ovserve.frontends.request_budget import RequestBudget
+from ovserve.frontends.rest import refusals
+from ovserve.frontends.rest.deadline import Deadline
 from ovserve.frontends.rest.flow_control import FlowControl, Reason
 from ovserve.frontends.rest.http import Request, Response, error_response
 from ovserve.frontends.rest.limits import HttpLimits
@@ -106,10 +108,7 @@ class HttpProtocol(asyncio.Protocol):
         self._held = 0
         """Budget bytes taken for the message being read."""
         self._budget_waiter: asyncio.Task[None] | None = None
-        self._deadline: float | None = None
-        self._deadline_is_idle = True
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_when = 0.0
+        self._deadline = Deadline(self._loop, self._on_deadline)
         self._reset_message()
 
     # --- connection events ---------------------------------------------------------------------
@@ -122,7 +121,9 @@ class HttpProtocol(asyncio.Protocol):
         if len(connections) >= self._limits.max_connections and not _evict_one(connections):
             self._discarding = self._closing = True
             FAILURES.record("REST", "503 too many connections", "every connection is busy")
-            self._write(self._transport, _TOO_MANY_CONNECTIONS, keep_alive=False, head=False)
+            self._write(
+                self._transport, refusals.TOO_MANY_CONNECTIONS, keep_alive=False, head=False
+            )
             self._transport.close()
             return
         self._flow = FlowControl(
@@ -131,7 +132,7 @@ class HttpProtocol(asyncio.Protocol):
         connections[self] = None
         # The first request must start as promptly as its headers must finish.
         first_wait = min(self._keep_alive_seconds, self._limits.header_timeout)
-        self._set_deadline(self._loop.time() + first_wait, idle=True)
+        self._deadline.set(self._loop.time() + first_wait, idle=True)
 
     @property
     def evictable(self) -> bool:
@@ -146,15 +147,13 @@ class HttpProtocol(asyncio.Protocol):
         if transport is None:
             return
         if self._in_message:
-            self._write(transport, _EVICTED, keep_alive=False, head=False)
+            self._write(transport, refusals.EVICTED, keep_alive=False, head=False)
         transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the connection; a request still running finds the transport closed."""
         self._state.connections.pop(self, None)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline.cancel()
         if self._budget_waiter is not None:
             self._budget_waiter.cancel()
         self._budget.give_back(self._held)
@@ -169,7 +168,7 @@ class HttpProtocol(asyncio.Protocol):
         """Feed the parser; malformed HTTP gets a 400 and the connection closes."""
         if self._discarding:
             return
-        self._deadline = None
+        self._deadline.clear()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -259,7 +258,7 @@ class HttpProtocol(asyncio.Protocol):
             elif name == b"expect" and value.strip().lower() == b"100-continue":
                 expect_continue = True
         if length is not None and length > self._max_body:
-            self._refuse_now(_too_large(length, self._max_body))
+            self._refuse_now(refusals.too_large(length, self._max_body))
             return
         cost = self._budget.cost(length) if length is not None else 0
         if cost and not self._budget.try_take(cost):
@@ -276,7 +275,7 @@ class HttpProtocol(asyncio.Protocol):
         self._size += len(body)
         if self._size > self._max_body:
             self._chunks.clear()
-            self._refuse_now(_too_large(self._size, self._max_body))
+            self._refuse_now(refusals.too_large(self._size, self._max_body))
             return
         self._chunks.append(body)
 
@@ -330,7 +329,7 @@ class HttpProtocol(asyncio.Protocol):
         """
         self._discarding = True
         self._in_message = False
-        self._deadline = None
+        self._deadline.clear()
         self._budget.give_back(self._held)
         self._held = 0
         if self._budget_waiter is not None:
@@ -348,7 +347,7 @@ class HttpProtocol(asyncio.Protocol):
     def _wait_for_budget(self, cost: int, expect_continue: bool) -> None:
         """Stop reading this body until the budget grants ``cost`` bytes (or refuse it)."""
         self._pause(Reason.BUDGET)
-        self._deadline = None
+        self._deadline.clear()
         self._budget_waiter = self._loop.create_task(self._take_budget(cost, expect_continue))
 
     async def _take_budget(self, cost: int, expect_continue: bool) -> None:
@@ -398,7 +397,7 @@ class HttpProtocol(asyncio.Protocol):
             self._budget.give_back(taken)
         self._busy = False
         if response.status >= 400:
-            _record_failure(pending.request, response)
+            refusals.record_failure(pending.request, response)
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -416,7 +415,7 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self._resume(Reason.QUEUE_FULL)
             if not self._in_message:
-                self._set_deadline(self._loop.time() + self._keep_alive_seconds, idle=True)
+                self._deadline.set(self._loop.time() + self._keep_alive_seconds, idle=True)
 
     def _write(
         self, transport: asyncio.Transport, response: Response, keep_alive: bool, head: bool
@@ -460,7 +459,7 @@ class HttpProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         if not self._busy and not self._queue:
-            self._write(transport, _BAD_REQUEST_RESPONSE, keep_alive=False, head=False)
+            self._write(transport, refusals.BAD_REQUEST, keep_alive=False, head=False)
         transport.close()
 
     # --- flow control and timers ---------------------------------------------------------------
@@ -479,40 +478,20 @@ class HttpProtocol(asyncio.Protocol):
         if not self._headers_done:
             if self._message_started is None:
                 self._message_started = now
-            self._set_deadline(self._message_started + self._limits.header_timeout, idle=False)
+            self._deadline.set(self._message_started + self._limits.header_timeout, idle=False)
         elif self._flow is None or not self._flow.paused_for(Reason.BUDGET):
-            self._set_deadline(now + self._limits.body_timeout, idle=False)
+            self._deadline.set(now + self._limits.body_timeout, idle=False)
 
-    def _set_deadline(self, when: float, idle: bool) -> None:
-        # One lazy timer per connection: a later deadline leaves the timer as it is (it
-        # re-schedules itself when it fires early); only an earlier one re-arms it.
-        self._deadline = when
-        self._deadline_is_idle = idle
-        if self._timer is None or when < self._timer_when:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_when = when
-            self._timer = self._loop.call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
+    def _on_deadline(self, idle: bool) -> None:
         transport = self._transport
-        deadline = self._deadline
-        if transport is None or transport.is_closing() or deadline is None:
+        if transport is None or transport.is_closing():
             return
-        if deadline > self._loop.time():
-            self._timer_when = deadline
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-        elif self._deadline_is_idle:
+        if idle:
             if not self._busy and not self._queue:
                 transport.close()
         else:
-            what = "headers" if not self._headers_done else "body"
             self._refuse_now(
-                Response(
-                    HTTPStatus.REQUEST_TIMEOUT.value,
-                    b'{"error":"Request timeout - the request ' + what.encode() + b' stalled"}',
-                )
+                refusals.request_timeout("headers" if not self._headers_done else "body")
             )
 
 
@@ -524,27 +503,3 @@ def _evict_one(connections: dict[HttpProtocol, None]) -> bool:
             connection.evict()
             return True
     return False
-
-
-def _record_failure(request: Request, response: Response) -> None:
-    kind = f"{response.status} {_STATUS_PHRASES.get(response.status, '')}".rstrip()
-    FAILURES.record("REST", kind, f"{request.method} {request.path}: {response.body[:300]!r}")
-
-
-_STATUS_PHRASES: Final = {status.value: status.phrase for status in HTTPStatus}
-_BAD_REQUEST_RESPONSE: Final = Response(
-    HTTPStatus.BAD_REQUEST.value, b'{"error":"Invalid HTTP request"}'
-)
-_EVICTED: Final = Response(
-    HTTPStatus.REQUEST_TIMEOUT.value,
-    b'{"error":"Request timeout - the connection cap was reached while this request was slow"}',
-)
-_TOO_MANY_CONNECTIONS: Final = Response(
-    HTTPStatus.SERVICE_UNAVAILABLE.value,
-    b'{"error":"Server is too busy to take this request now; retry later'
-    b' - too many open connections"}',
-)
-
-
-def _too_large(size: int, limit: int) -> Response:
-    return error_response(RequestTooLarge(f"body of {size} bytes; the limit is {limit} bytes"))
