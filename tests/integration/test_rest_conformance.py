@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from _models import add_onnx, save_onnx
 from _server import ServerPool
 from _skips import OFFLINE, unavailable

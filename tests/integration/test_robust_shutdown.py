@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import requests
 import tritonclient.grpc as triton_grpc
-from test_shutdown import cpu_seconds, wait_for
+from test_shutdown import wait_for
 
 from _models import reference, save_ir, slow_model
 from _server import F32_FLAGS, ServerPool
 
 CLIENTS = 4
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all threads (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def test_sigterm_under_load_answers_every_request_in_flight(
