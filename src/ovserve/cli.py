@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -27,6 +28,15 @@ from ovserve.config.preprocessing import (
 from ovserve.config.server_config import DEFAULT_MAX_GRPC_MESSAGE_BYTES, ServerConfig
 from ovserve.config.shape import parse_batch_size, parse_shape_param
 from ovserve.config.tls import read_tls
+from ovserve.config.variants import (
+    DEFAULT_IDLE_MEMORY_RELEASE_SECONDS,
+    DEFAULT_MAX_SHAPE_VARIANTS,
+    DEFAULT_SHAPE_VARIANT_THRESHOLD,
+    DEFAULT_SHAPE_VARIANT_WINDOW_SECONDS,
+    VariantConfig,
+    parse_variant_config,
+)
+from ovserve.config.variants import KEYS as VARIANT_KEYS
 from ovserve.config.version_policy import DEFAULT_POLICY, parse_version_policy
 from ovserve.errors import ConfigError
 
@@ -133,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--plugin_config", default=None, help='JSON, e.g. {"NUM_STREAMS":"1"}')
     model.add_argument("--cache_dir", type=Path, default=None, help="OpenVINO model cache folder")
     _add_preprocessing_flags(model)
+    _add_variant_flags(parser)
     return parser
 
 
@@ -165,15 +176,55 @@ def _preprocessing_from_args(args: argparse.Namespace) -> Preprocessing:
     return parse_preprocessing(args.mean, args.scale, args.color_format, args.precision)
 
 
+def _add_variant_flags(parser: argparse.ArgumentParser) -> None:
+    """Static variants for repeated shapes and idle memory release (config.json: same keys)."""
+    group = parser.add_argument_group("shape variants and memory (dynamic models)")
+    group.add_argument(
+        "--max_shape_variants",
+        type=int,
+        default=None,
+        help=f"static compilations kept for repeated request shapes, LRU (default "
+        f"{DEFAULT_MAX_SHAPE_VARIANTS}; 0: off)",
+    )
+    group.add_argument(
+        "--shape_variant_threshold",
+        type=int,
+        default=None,
+        help=f"requests of one shape within the window that earn it a variant (default "
+        f"{DEFAULT_SHAPE_VARIANT_THRESHOLD})",
+    )
+    group.add_argument(
+        "--shape_variant_window_seconds",
+        type=float,
+        default=None,
+        help=f"the window (default {DEFAULT_SHAPE_VARIANT_WINDOW_SECONDS:g})",
+    )
+    group.add_argument(
+        "--idle_memory_release_seconds",
+        type=float,
+        default=None,
+        help=f"give memory back after a model is idle this long (default "
+        f"{DEFAULT_IDLE_MEMORY_RELEASE_SECONDS:g}; 0: never)",
+    )
+
+
+def _variants_from_args(args: argparse.Namespace) -> VariantConfig:
+    values = {key: getattr(args, key) for key in VARIANT_KEYS}
+    if args.config_path is not None and any(value is not None for value in values.values()):
+        raise ConfigError("Model parameters in CLI are exclusive with the config file")
+    return parse_variant_config(values)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> ServerConfig:
     """Parse argv into a ServerConfig; raise ConfigError with OVMS's texts."""
     args = build_parser().parse_args(argv)
     require_layout({flag: getattr(args, flag) for flag in PREPROCESSING_FLAGS}, args.layout)
     _check_server_flags(args)
+    variants = _variants_from_args(args)
     models: tuple[ModelConfig, ...] = ()
     config_file: ConfigFile | None = None
     if args.model_path is not None:
-        models = (_model_from_flags(args),)
+        models = (replace(_model_from_flags(args), variants=variants),)
     metrics_enable = args.metrics_enable
     metrics_list = tuple(name.strip() for name in args.metrics_list.split(",") if name.strip())
     if args.config_path is not None:

@@ -29,6 +29,7 @@ from ovserve.config.preprocessing import (
     parse_precision,
 )
 from ovserve.config.shape import parse_batch_size, parse_shape_object
+from ovserve.config.variants import VariantConfig, parse_variant_config
 from ovserve.config.version_policy import DEFAULT_POLICY, parse_version_policy
 from ovserve.errors import ConfigError
 
@@ -50,6 +51,7 @@ _BOOL = "true or false"
 _UINT = "a non-negative integer"
 _OBJECT = "an object"
 _FLOATS = "a string, a number or a list of numbers"
+_NUMBER = "a non-negative number"
 
 _MODEL_KEYS: Final[dict[str, str]] = {
     "name": _STRING,
@@ -71,6 +73,10 @@ _MODEL_KEYS: Final[dict[str, str]] = {
     "scale": _FLOATS,
     "color_format": _STRING,
     "precision": _STRING,
+    "max_shape_variants": _UINT,
+    "shape_variant_threshold": _UINT,
+    "shape_variant_window_seconds": _NUMBER,
+    "idle_memory_release_seconds": _NUMBER,
 }
 """Keys allowed in a model's ``config`` (OVMS's schema and four more), with each JSON type."""
 
@@ -92,6 +98,9 @@ _TYPE_CHECKS: Final[dict[str, Callable[[object], bool]]] = {
     _BOOL: lambda value: isinstance(value, bool),
     _UINT: _is_uint,
     _OBJECT: lambda value: isinstance(value, dict),
+    _NUMBER: lambda value: (
+        isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    ),
     "a string or an integer": lambda value: isinstance(value, str) or _is_int(value),
     _FLOATS: lambda value: (
         isinstance(value, str)
@@ -349,7 +358,15 @@ def _parse_model(
             color_format=field("color_format", parse_color_format),
             precision=field("precision", parse_precision),
         ),
+        variants=_parse_variants(entry, where),
     )
+
+
+def _parse_variants(entry: dict[str, Any], where: str) -> VariantConfig:
+    try:
+        return parse_variant_config(entry)
+    except ConfigError as error:
+        raise ConfigError(f"{where}.{error.text}") from None
 
 
 def _float_text(value: str | float | list[float]) -> str:

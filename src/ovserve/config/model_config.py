@@ -12,6 +12,7 @@ from ovserve.config.model_path import ModelPath
 from ovserve.config.plugin_config import PluginValue
 from ovserve.config.preprocessing import NO_PREPROCESSING, Preprocessing
 from ovserve.config.shape import BatchSize, ShapeValue
+from ovserve.config.variants import VariantConfig
 from ovserve.config.version_policy import DEFAULT_POLICY, VersionPolicy
 
 __all__ = ["ModelConfig", "PluginValue"]
@@ -38,3 +39,5 @@ class ModelConfig:
     """Aliases from the version folder's ``mapping_config.json`` (set when a version loads)."""
     preprocessing: Preprocessing = NO_PREPROCESSING
     """``mean``, ``scale``, ``color_format``, ``precision``: conversions of the client's input."""
+    variants: VariantConfig = field(default_factory=VariantConfig)
+    """Static variants for repeated shapes and idle memory release (dynamic models only)."""

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ import openvino as ov
 
 from ovserve.config.model_config import ModelConfig
 from ovserve.engine import latency_probe
-from ovserve.engine.base import EngineResult, LoadStep
+from ovserve.engine.base import CompiledModel, EngineResult, LoadStep
 from ovserve.engine.bindings import prepare_bindings
+from ovserve.engine.memory import with_runtime_cache_cap
 from ovserve.engine.model_preparation import (
     apply_preprocessing,
     apply_shape,
@@ -41,6 +43,8 @@ from ovserve.engine.model_preparation import (
     unknown_device,
 )
 from ovserve.engine.native_stderr import captured_native_stderr
+from ovserve.engine.shape_variants import ShapeVariants
+from ovserve.engine.variant_policy import ShapeKey
 from ovserve.errors import ConfigError, InferenceFailed
 from ovserve.tensors import TensorSpec
 
@@ -63,10 +67,12 @@ class OpenVINOEngine:
         # Before any load or inference can run on another thread: see engine/bindings.py.
         prepare_bindings()
         self._core = ov.Core()
+        self._background: ThreadPoolExecutor | None = None
+        """One thread for variant builds and closes, shared by all models (started lazily)."""
 
     def load(
         self, model_file: Path, config: ModelConfig, on_step: LoadStep | None = None
-    ) -> OpenVINOCompiledModel:
+    ) -> CompiledModel:
         """Read, apply layout, preprocessing and shape, choose the execution mode, compile,
         build the infer-request pool.
 
@@ -86,13 +92,45 @@ class OpenVINOEngine:
             )
         model = apply_preprocessing(model, config)
         apply_shape(model, config)
-        properties = compile_properties(config)
+        properties = with_runtime_cache_cap(compile_properties(config), config.target_device)
         if latency_probe.may_tune(config.plugin_config, config.target_device):
             on_step("probe")
             properties = self._choose_mode(model, config, properties)
         on_step("compile")
         compiled = self._compile(model, config, properties)
-        return OpenVINOCompiledModel(compiled, config, model)
+        served = OpenVINOCompiledModel(compiled, config, model)
+        if not _has_dynamic_input(compiled) or not (
+            config.variants.enabled or config.variants.idle_release_seconds > 0
+        ):
+            return served
+        return ShapeVariants(
+            config.name,
+            served,
+            build=partial(self._compile_variant, model, config, properties),
+            config=config.variants,
+            background=self._background_executor(),
+        )
+
+    def _compile_variant(
+        self, model: ov.Model, config: ModelConfig, properties: dict[str, Any], key: ShapeKey
+    ) -> OpenVINOCompiledModel:
+        """The read model compiled for one static shape per input, as the dynamic one was."""
+        static = model.clone()
+        try:
+            static.reshape(
+                {
+                    static.input(index): ov.PartialShape(list(shape))
+                    for index, shape in enumerate(key)
+                }
+            )
+        except RuntimeError as error:
+            raise ConfigError(f"cannot reshape: {first_error_line(error)}") from None
+        return OpenVINOCompiledModel(self._compile(static, config, properties), config, static)
+
+    def _background_executor(self) -> ThreadPoolExecutor:
+        if self._background is None:
+            self._background = ThreadPoolExecutor(1, thread_name_prefix="shape-variants")
+        return self._background
 
     def _read(self, model_file: Path, config: ModelConfig) -> ov.Model:
         """Read the file; a corrupt one gives one clear error, not the parsers' own output."""
@@ -146,7 +184,10 @@ class OpenVINOEngine:
             raise ConfigError(f"Model {config.name}: {reason}") from None
 
     def close(self) -> None:
-        """Nothing to release beyond the compiled models, which close themselves."""
+        """Finish background variant work; compiled models close themselves."""
+        if self._background is not None:
+            self._background.shutdown(wait=True)
+            self._background = None
 
 
 class OpenVINOCompiledModel:
@@ -295,6 +336,23 @@ class OpenVINOCompiledModel:
                 return
         self._free.append(request)
 
+    async def release_memory(self) -> bool:
+        """Give intermediate buffers back while holding every infer request; False when busy.
+
+        Requests that arrive meanwhile wait for a free infer request, as under load.
+        """
+        compiled = self._compiled
+        if compiled is None or len(self._free) < self._nireq:
+            return False
+        held = list(self._free)
+        self._free.clear()
+        try:
+            await asyncio.to_thread(compiled.release_memory)
+        finally:
+            for request in held:
+                self._release(request)
+        return True
+
     def close(self) -> None:
         """Wait for running inferences, then drop the requests and the compiled model."""
         if self._compiled is None:
@@ -306,6 +364,10 @@ class OpenVINOCompiledModel:
 
 def _no_steps(_: str) -> None:
     """The step listener when nobody is watching."""
+
+
+def _has_dynamic_input(compiled: ov.CompiledModel) -> bool:
+    return any(port.get_partial_shape().is_dynamic for port in compiled.inputs)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
