@@ -229,11 +229,13 @@ class ShapeVariants:
             return False
         self._released.clear()
         try:
-            models = [self._dynamic] if self._dynamic_used else []
+            # Cleared first: a request that starts during the release marks it again.
+            dynamic_used, self._dynamic_used = self._dynamic_used, False
+            models = [self._dynamic] if dynamic_used else []
             models += [variant.model for variant in self._policy.values() if not variant.retired]
             released = [await model.release_memory() for model in models]
-            if self._dynamic_used and released and released[0]:
-                self._dynamic_used = False
+            if dynamic_used and not released[0]:
+                self._dynamic_used = True
             if any(released):
                 trimmed = await asyncio.to_thread(self._trim)
                 log.debug(
