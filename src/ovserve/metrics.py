@@ -55,8 +55,21 @@ MEDIAPIPE_FAMILIES: Final = (
     "ovms_responses",
 )
 """Accepted in ``--metrics_list`` for compatibility; ovserve serves no MediaPipe graphs."""
+VARIANTS_COMPILED: Final = "ovserve_shape_variants_compiled"
+VARIANTS_EVICTED: Final = "ovserve_shape_variants_evicted"
+VARIANTS_FAILED: Final = "ovserve_shape_variants_failed"
+VARIANT_REQUESTS: Final = "ovserve_shape_variant_requests"
+VARIANTS_LIVE: Final = "ovserve_shape_variants"
+VARIANT_FAMILIES: Final = (
+    VARIANTS_COMPILED,
+    VARIANTS_EVICTED,
+    VARIANTS_FAILED,
+    VARIANT_REQUESTS,
+    VARIANTS_LIVE,
+)
+"""ovserve's own families (OVMS has no shape variants); see the end of this module."""
 KNOWN_FAMILIES: Final = frozenset(
-    (*DEFAULT_FAMILIES, QUEUE_SIZE, ACTIVE_REQUESTS, *MEDIAPIPE_FAMILIES)
+    (*DEFAULT_FAMILIES, QUEUE_SIZE, ACTIVE_REQUESTS, *MEDIAPIPE_FAMILIES, *VARIANT_FAMILIES)
 )
 
 BUCKETS: Final = tuple(math.floor(10 * 1.8**i) for i in range(33))
@@ -319,3 +332,69 @@ REQUESTS_STREAMS_RATIO: Final = "ovms_requests_streams_ratio"
 def requests_streams_ratio(model: ModelGauges) -> float:
     """``ovms_current_requests / ovms_streams`` of one loaded version (0 without streams)."""
     return model.in_flight / model.streams if model.streams else 0.0
+
+
+# --- shape variants: static compilations for repeated request shapes -------------------------
+
+_VARIANT_HELP: Final = {
+    VARIANTS_COMPILED: "Static shape variants compiled for repeated request shapes.",
+    VARIANTS_EVICTED: "Static shape variants evicted (least recently used).",
+    VARIANTS_FAILED: "Static shape variants that failed to compile (the dynamic model serves).",
+    VARIANT_REQUESTS: "Requests answered by a static shape variant.",
+    VARIANTS_LIVE: "Static shape variants loaded now.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VariantSample:
+    """Shape-variant counts of one loaded model version, read at scrape time."""
+
+    name: str
+    version: int
+    compiled: int
+    evicted: int
+    failed: int
+    served: int
+    live: int
+
+
+def attach_variant_source(metrics: Metrics, source: Callable[[], Iterable[VariantSample]]) -> None:
+    """Export shape-variant counts from ``source`` (shown by default, or when listed)."""
+    if metrics.enabled:
+        metrics.registry.register(_VariantCollector(metrics, source))
+
+
+class _VariantCollector:
+    def __init__(self, metrics: Metrics, source: Callable[[], Iterable[VariantSample]]) -> None:
+        self._metrics = metrics
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        listed = self._metrics.families
+        wanted = [
+            family
+            for family in VARIANT_FAMILIES
+            if family in listed or listed == frozenset(DEFAULT_FAMILIES)
+        ]
+        if not wanted:
+            return []
+        samples = list(self._source())
+        values: dict[str, Callable[[VariantSample], int]] = {
+            VARIANTS_COMPILED: lambda sample: sample.compiled,
+            VARIANTS_EVICTED: lambda sample: sample.evicted,
+            VARIANTS_FAILED: lambda sample: sample.failed,
+            VARIANT_REQUESTS: lambda sample: sample.served,
+            VARIANTS_LIVE: lambda sample: sample.live,
+        }
+        families = []
+        for family in wanted:
+            kind = "gauge" if family == VARIANTS_LIVE else "counter"
+            metric = Metric(family, _VARIANT_HELP[family], kind)
+            for sample in samples:
+                labels = {"name": sample.name, "version": str(sample.version)}
+                metric.add_sample(family, labels, values[family](sample))
+            families.append(metric)
+        return families
+
+    def describe(self) -> Iterable[Metric]:
+        return ()

@@ -21,6 +21,7 @@ from ovserve.serving.model_instance import ModelVersionState
 from ovserve.serving.model_manager import ModelManager
 from ovserve.serving.reloader import Reloader
 from ovserve.serving.service import ServingService
+from ovserve.serving.variant_metrics import attach as attach_variant_metrics
 
 log = logging.getLogger("ovserve.server")
 
@@ -45,6 +46,7 @@ class Server:
         self.metrics = Metrics(self.config.metrics_enable, self.config.metrics_list)
         self.service = ServingService(self.models, self.metrics)
         self.watchdog = LoadWatchdog(self.models.tracker)
+        attach_variant_metrics(self.metrics, self.service)
         self.reloader = Reloader(
             self.models,
             poll_seconds=self.config.file_system_poll_wait_seconds,
