@@ -31,7 +31,7 @@ from ovserve.config.model_config import ModelConfig
 from ovserve.engine import latency_probe
 from ovserve.engine.base import CompiledModel, EngineResult, LoadStep
 from ovserve.engine.bindings import prepare_bindings
-from ovserve.engine.memory import with_runtime_cache_cap
+from ovserve.engine.memory import bound_onednn_cache, with_runtime_cache_cap
 from ovserve.engine.model_preparation import (
     apply_preprocessing,
     apply_shape,
@@ -64,6 +64,7 @@ class OpenVINOEngine:
     """Compiles models with one shared ``ov.Core``."""
 
     def __init__(self) -> None:
+        bound_onednn_cache()
         # Before any load or inference can run on another thread: see engine/bindings.py.
         prepare_bindings()
         self._core = ov.Core()
