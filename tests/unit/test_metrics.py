@@ -163,3 +163,28 @@ def test_requests_streams_ratio_is_current_requests_per_stream() -> None:
     assert "# TYPE ovms_requests_streams_ratio gauge" in text
     assert 'ovms_requests_streams_ratio{name="m",version="1"} 1.5' in text
     assert 'ovms_requests_streams_ratio{name="idle",version="2"} 0.0' in text
+
+
+def test_shape_variant_families_are_shown_by_default_and_when_listed() -> None:
+    from ovserve.metrics import VariantSample, attach_variant_source
+
+    sample = VariantSample("face", 1, compiled=3, evicted=1, failed=0, served=42, live=2)
+    everything = Metrics(enabled=True)
+    attach_variant_source(everything, lambda: [sample])
+    text = lines(everything)
+    assert 'ovserve_shape_variants_compiled{name="face",version="1"} 3' in text
+    assert 'ovserve_shape_variants_evicted{name="face",version="1"} 1' in text
+    assert 'ovserve_shape_variant_requests{name="face",version="1"} 42' in text
+    assert 'ovserve_shape_variants{name="face",version="1"} 2' in text
+    assert "# TYPE ovserve_shape_variants gauge" in text
+    listed = Metrics(enabled=True, families=["ovserve_shape_variant_requests"])
+    attach_variant_source(listed, lambda: [sample])
+    assert [line for line in lines(listed) if not line.startswith("#")] == [
+        'ovserve_shape_variant_requests{name="face",version="1"} 42'
+    ]
+    other = Metrics(enabled=True, families=["ovms_streams"])
+    attach_variant_source(other, lambda: [sample])
+    assert not any("shape_variant" in line for line in lines(other))
+    disabled = Metrics(enabled=False)
+    attach_variant_source(disabled, lambda: [sample])
+    assert disabled.render() == b""
