@@ -19,6 +19,7 @@ import ctypes.util
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
@@ -51,6 +52,19 @@ def with_runtime_cache_cap(properties: dict[str, Any], device: str) -> dict[str,
     if device != "CPU" or RUNTIME_CACHE_KEY in properties:
         return properties
     return {**properties, RUNTIME_CACHE_KEY: DEFAULT_RUNTIME_CACHE_CAPACITY}
+
+
+BACKGROUND_NICENESS: Final = 10
+
+
+def lower_thread_priority() -> None:
+    """Make the calling thread yield the CPU to request threads (Linux: per-thread nice).
+
+    Variant builds run on such a thread, so compiling does not slow the requests that the
+    dynamic model serves meanwhile more than it must.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or not permitted
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
 
 
 @functools.cache

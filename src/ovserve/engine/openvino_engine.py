@@ -31,7 +31,11 @@ from ovserve.config.model_config import ModelConfig
 from ovserve.engine import latency_probe
 from ovserve.engine.base import CompiledModel, EngineResult, LoadStep
 from ovserve.engine.bindings import prepare_bindings
-from ovserve.engine.memory import bound_onednn_cache, with_runtime_cache_cap
+from ovserve.engine.memory import (
+    bound_onednn_cache,
+    lower_thread_priority,
+    with_runtime_cache_cap,
+)
 from ovserve.engine.model_preparation import (
     apply_preprocessing,
     apply_shape,
@@ -130,7 +134,9 @@ class OpenVINOEngine:
 
     def _background_executor(self) -> ThreadPoolExecutor:
         if self._background is None:
-            self._background = ThreadPoolExecutor(1, thread_name_prefix="shape-variants")
+            self._background = ThreadPoolExecutor(
+                1, thread_name_prefix="shape-variants", initializer=lower_thread_priority
+            )
         return self._background
 
     def _read(self, model_file: Path, config: ModelConfig) -> ov.Model:
