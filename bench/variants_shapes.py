@@ -36,6 +36,7 @@ import numpy.typing as npt
 from tritonclient.grpc import service_pb2 as kserve_pb2
 from variants_models import model_input, prepare_mnet, prepare_ocr
 
+import cpuload
 import loadgen
 import servers
 from bench import prepare_face_model
@@ -150,8 +151,10 @@ def speed(args: argparse.Namespace, paths: dict[str, Path], logs: Path) -> list[
         ]
     srv = start({"models": models}, "speed", logs)
     lines = ["| model @ HxW | dynamic req/s | variants req/s | static req/s | dynamic / static "
-             "| **variants / static** | first repeat → variant serving | RSS the variant adds |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+             "| **variants / static** | server CPU ms/request dyn / var / static "
+             "| CPU-based: dynamic / static, **variants / static** "
+             "| first repeat → variant serving | RSS the variant adds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     try:
         for model, h, w in SPEED_CASES:
             tag = f"{model}_{h}x{w}"
@@ -167,22 +170,28 @@ def speed(args: argparse.Namespace, paths: dict[str, Path], logs: Path) -> list[
             took, sent = until_variant_serves(srv, f"{tag}_var", var_body)
             rss_added = srv.rss_mib() - rss_before
             rates: dict[str, list[float]] = {"dyn": [], "var": [], "static": []}
+            cpu: dict[str, list[float]] = {"dyn": [], "var": [], "static": []}  # ms/request
             order = ["dyn", "var", "static"]
             for round_ in range(args.rounds):
                 for kind in order[round_ % 3 :] + order[: round_ % 3]:
+                    ticks = cpuload.session_ticks(srv.pid)
                     result = loadgen.h2load(srv.grpc_target, "kserve", frames[kind], 2,
                                             args.seconds, log=logs / "h2load.txt")  # fmt: skip
+                    ticks = cpuload.session_ticks(srv.pid) - ticks
                     if result.errors:
                         raise RuntimeError(f"{tag}_{kind}: {result.errors} errors")
                     rates[kind].append(result.rps)
+                    cpu[kind].append(cpuload.to_us(ticks) / 1e3 / max(result.n, 1))
             d, v, s = (statistics.median(rates[k]) for k in ("dyn", "var", "static"))
             ds, vs = (
                 median_ratio(rates["dyn"], rates["static"]),
                 median_ratio(rates["var"], rates["static"]),
             )
+            cd, cv, cs = (statistics.median(cpu[k]) for k in ("dyn", "var", "static"))
             lines.append(
                 f"| {model} @ {h}x{w} | {d:.1f} | {v:.1f} | {s:.1f} | {ds[0]:.2f} "
                 f"({ds[1]:.2f}..{ds[2]:.2f}) | **{vs[0]:.2f}** ({vs[1]:.2f}..{vs[2]:.2f}) | "
+                f"{cd:.1f} / {cv:.1f} / {cs:.1f} | {cs / cd:.2f} / **{cs / cv:.2f}** | "
                 f"{took:.2f} s ({sent} requests) | {rss_added:+.0f} MiB |"
             )
             print(lines[-1], flush=True)
