@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import tritonclient.grpc as triton
 
@@ -34,11 +36,11 @@ def server(module_server_factory: ServerPool, model_path: Path) -> ServerProcess
     return module_server_factory.start(args, rest=True)
 
 
-def infer(server: ServerProcess, array: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+def infer(server: ServerProcess, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     client = triton.InferenceServerClient(server.grpc_target)
     tensor = triton.InferInput("data", list(array.shape), "FP32")
     tensor.set_data_from_numpy(array)
-    result = client.infer(MODEL, [tensor]).as_numpy("out")
+    result: npt.NDArray[Any] | None = client.infer(MODEL, [tensor]).as_numpy("out")
     assert result is not None
     return result
 

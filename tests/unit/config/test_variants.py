@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +60,13 @@ def test_flags_are_exclusive_with_a_config_file(tmp_path: Path) -> None:
         parse_args(["--config_path", str(path), "--port", "9000", "--max_shape_variants", "1"])
 
 
-def parse(config: dict[str, Any]) -> Any:
+def parse(config: Mapping[str, Any]) -> Any:
     document = {"model_config_list": [{"config": {"name": "m", "base_path": "m", **config}}]}
     return parse_config(json.dumps(document).encode(), Path("/c/config.json"))
 
 
 def test_config_file_keys() -> None:
-    settings = {"max_shape_variants": 1, "shape_variant_threshold": 4}
+    settings: dict[str, float] = {"max_shape_variants": 1, "shape_variant_threshold": 4}
     settings |= {"shape_variant_window_seconds": 30, "idle_memory_release_seconds": 0.5}
     parsed = parse(settings)
     assert parsed.models[0].variants == VariantConfig(1, 4, 30.0, 0.5)

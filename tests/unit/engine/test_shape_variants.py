@@ -262,9 +262,12 @@ def test_variants_off_serves_everything_dynamic(background: ThreadPoolExecutor) 
 
 def test_an_idle_model_releases_memory_and_trims_the_heap(background: ThreadPoolExecutor) -> None:
     trims: list[int] = []
-    wrapper, dynamic = make(
-        background, Builder(), max_variants=0, idle=0.05, trim=lambda: trims.append(1) or True
-    )
+
+    def trim() -> bool:
+        trims.append(1)
+        return True
+
+    wrapper, dynamic = make(background, Builder(), max_variants=0, idle=0.05, trim=trim)
 
     async def scenario() -> None:
         await tag(wrapper, 8)

@@ -108,7 +108,7 @@ def test_variant_results_equal_the_dynamic_model_and_in_process_openvino(tmp_pat
         model.close()
 
 
-def test_variants_are_dropped_when_the_version_unloads(tmp_path: Path) -> None:
+def test_variants_are_dropped_when_the_version_retires(tmp_path: Path) -> None:
     path = conv_model(tmp_path)
     config = ModelConfig("conv", tmp_path, plugin_config=F32, variants=VARIANTS)
     instance = ModelInstance(config, 1, path, OpenVINOEngine())
@@ -122,7 +122,7 @@ def test_variants_are_dropped_when_the_version_unloads(tmp_path: Path) -> None:
         await instance.infer([tensor])
         await until(lambda: len(compiled.variant_shapes) == 1)
         await instance.infer([tensor])
-        await instance.unload()
+        await instance.retire()
         return compiled
 
     compiled = run(scenario())
