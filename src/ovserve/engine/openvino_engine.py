@@ -72,6 +72,10 @@ class OpenVINOEngine:
         # Before any load or inference can run on another thread: see engine/bindings.py.
         prepare_bindings()
         self._core = ov.Core()
+        # The binding builds its element-type -> numpy map on first use, releasing the GIL
+        # inside a C++ static initialiser: two loads probing at once deadlocked there (seen in
+        # py-spy: both threads in Type.to_dtype). Build it now, on one thread.
+        ov.Type.f32.to_dtype()
         self._background: ThreadPoolExecutor | None = None
         """One thread for variant builds and closes, shared by all models (started lazily)."""
 
