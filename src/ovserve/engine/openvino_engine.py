@@ -73,8 +73,9 @@ class OpenVINOEngine:
         prepare_bindings()
         self._core = ov.Core()
         # The binding builds its element-type -> numpy map on first use, releasing the GIL
-        # inside a C++ static initialiser: two loads probing at once deadlocked there (seen in
-        # py-spy: both threads in Type.to_dtype). Build it now, on one thread.
+        # inside a C++ static initialiser: two threads arriving there at once deadlock (seen in
+        # py-spy: both in Type.to_dtype). The probe lock covers probes only; building the map
+        # here, on one thread, also covers first inferences (Tensor.data) and variant builds.
         ov.Type.f32.to_dtype()
         self._background: ThreadPoolExecutor | None = None
         """One thread for variant builds and closes, shared by all models (started lazily)."""
