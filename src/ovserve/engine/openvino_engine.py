@@ -72,11 +72,6 @@ class OpenVINOEngine:
         # Before any load or inference can run on another thread: see engine/bindings.py.
         prepare_bindings()
         self._core = ov.Core()
-        # The binding builds its element-type -> numpy map on first use, releasing the GIL
-        # inside a C++ static initialiser: two threads arriving there at once deadlock (seen in
-        # py-spy: both in Type.to_dtype). The probe lock covers probes only; building the map
-        # here, on one thread, also covers first inferences (Tensor.data) and variant builds.
-        ov.Type.f32.to_dtype()
         self._background: ThreadPoolExecutor | None = None
         """One thread for variant builds and closes, shared by all models (started lazily)."""
 
