@@ -53,18 +53,25 @@ def test_idle_timer_fires_once_per_busy_period_and_cancels() -> None:
     async def release() -> None:
         fired.append(asyncio.get_running_loop().time())
 
+    async def until_fired(count: int) -> None:
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(fired) < count:
+            assert asyncio.get_running_loop().time() < deadline, "the timer never fired"
+            await asyncio.sleep(0.01)
+
     async def scenario() -> None:
         timer = memory.IdleTimer(0.05, release, busy=lambda: False)
         timer.touch()
-        await asyncio.sleep(0.03)
-        timer.touch()  # pushes the release back
-        started = asyncio.get_running_loop().time()
+        last_touch = asyncio.get_running_loop().time()
+        await until_fired(1)
+        assert fired[0] - last_touch >= 0.045  # not before the idle delay
         await asyncio.sleep(0.2)
-        assert len(fired) == 1
-        assert fired[0] - started >= 0.045
+        assert len(fired) == 1  # once per busy period
+        timer.touch()
+        await until_fired(2)
         timer.touch()
         timer.cancel()
-        await asyncio.sleep(0.1)
-        assert len(fired) == 1
+        await asyncio.sleep(0.2)
+        assert len(fired) == 2  # cancelled
 
     asyncio.run(scenario())
