@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ovserve import __version__
+from ovserve.config.batching import DEFAULT_MAX_BATCH_SIZE, MODES, BatchingConfig, check_limits
 from ovserve.config.config_file import ConfigFile, read_config_file
 from ovserve.config.layout import parse_layout_param
 from ovserve.config.model_config import ModelConfig
@@ -38,6 +39,7 @@ from ovserve.config.variants import (
 )
 from ovserve.config.variants import KEYS as VARIANT_KEYS
 from ovserve.config.version_policy import DEFAULT_POLICY, parse_version_policy
+from ovserve.config.worker_slot import WorkerSlot
 from ovserve.errors import ConfigError
 
 log = logging.getLogger("ovserve")
@@ -144,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--cache_dir", type=Path, default=None, help="OpenVINO model cache folder")
     _add_preprocessing_flags(model)
     _add_variant_flags(parser)
+    _add_throughput_flags(parser)
     return parser
 
 
@@ -215,6 +218,50 @@ def _variants_from_args(args: argparse.Namespace) -> VariantConfig:
     return parse_variant_config(values)
 
 
+def _add_throughput_flags(parser: argparse.ArgumentParser) -> None:
+    """Dynamic batching defaults (every model; config.json entries may override them)."""
+    group = parser.add_argument_group("throughput (ovserve's own)")
+    group.add_argument(
+        "--dynamic_batching",
+        choices=tuple(MODES),
+        default="auto",
+        help="batch concurrent same-shape requests: auto (where every input and output has a "
+        "dynamic batch dimension), on (whenever the inputs do), off",
+    )
+    group.add_argument(
+        "--max_batch_size",
+        type=int,
+        default=DEFAULT_MAX_BATCH_SIZE,
+        help="largest batch formed, in rows (default %(default)s)",
+    )
+    group.add_argument(
+        "--max_queue_delay_microseconds",
+        type=int,
+        default=0,
+        help="how long a request may wait for others to batch with (default 0: never waits)",
+    )
+    group.add_argument("--worker_slot", type=WorkerSlot.parse, default=None, help=argparse.SUPPRESS)
+
+
+def _worker_count(args: argparse.Namespace) -> int:
+    """Serving processes: ``--grpc_workers``, or ``--rest_workers`` capped at the core count.
+
+    Every worker serves both ports. OVMS's ``--rest_workers`` counts threads (it may be set
+    far above the core count); as processes, more than one per core only costs memory.
+    """
+    cores = os.cpu_count() or 1
+    rest: int = min(args.rest_workers, cores) if args.rest_workers else 1
+    grpc: int = args.grpc_workers
+    return max(grpc, rest)
+
+
+def _throughput_from_args(args: argparse.Namespace) -> BatchingConfig:
+    check_limits(args.max_batch_size, args.max_queue_delay_microseconds)
+    return BatchingConfig(
+        MODES[args.dynamic_batching], args.max_batch_size, args.max_queue_delay_microseconds
+    )
+
+
 def parse_args(argv: Sequence[str] | None = None) -> ServerConfig:
     """Parse argv into a ServerConfig; raise ConfigError with OVMS's texts."""
     args = build_parser().parse_args(argv)
@@ -253,6 +300,9 @@ def parse_args(argv: Sequence[str] | None = None) -> ServerConfig:
         max_grpc_message_bytes=args.max_request_size,
         max_rest_body_bytes=args.max_request_size,
         **_limits_and_tls_from_args(args),
+        batching=_throughput_from_args(args),
+        workers=_worker_count(args),
+        worker_slot=args.worker_slot,
     )
 
 
@@ -446,6 +496,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # INFO on stderr: a line per attempt that any client can cause. Errors only, unless the
     # user asks for more.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    if config.workers > 1 and config.worker_slot is None:
+        from ovserve.workers.supervisor import run_supervisor
+
+        return run_supervisor(sys.argv[1:] if argv is None else argv, config.workers)
     from ovserve.server import run_server
 
     return run_server(config)

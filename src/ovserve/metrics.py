@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
@@ -70,6 +70,7 @@ VARIANT_FAMILIES: Final = (
 """ovserve's own families (OVMS has no shape variants); see the end of this module."""
 KNOWN_FAMILIES: Final = frozenset(
     (*DEFAULT_FAMILIES, QUEUE_SIZE, ACTIVE_REQUESTS, *MEDIAPIPE_FAMILIES, *VARIANT_FAMILIES)
+    (*DEFAULT_FAMILIES, QUEUE_SIZE, ACTIVE_REQUESTS, *MEDIAPIPE_FAMILIES, "ovserve_batch_size")
 )
 
 BUCKETS: Final = tuple(math.floor(10 * 1.8**i) for i in range(33))
@@ -157,6 +158,8 @@ class Metrics:
         self._inference_time: dict[TimeKey, _Histogram] = {}
         self._wait_time: dict[TimeKey, _Histogram] = {}
         self._gauge_source: Callable[[], Iterable[ModelGauges]] = tuple
+        self._batch_source: Callable[[], BatchSizes] | None = None
+        self._everywhere: Callable[[], Awaitable[bytes]] | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
@@ -398,3 +401,138 @@ class _VariantCollector:
 
     def describe(self) -> Iterable[Metric]:
         return ()
+# ---------------------------------------------------------------------------------------------
+# ovserve's own additions: batch sizes, and one view over several worker processes
+# ---------------------------------------------------------------------------------------------
+
+BATCH_SIZE: Final = "ovserve_batch_size"
+"""Requests per inference of models that batch (not an OVMS metric)."""
+
+BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+BatchSizes = dict[tuple[str, int], dict[int, int]]
+"""(model, version) → {requests in one inference: inferences of that size}."""
+
+
+class BatchSizeSource(Protocol):
+    """Where batch sizes are counted (serving.batching.BatchStats)."""
+
+    @property
+    def sizes(self) -> BatchSizes:
+        """The counts so far."""
+
+
+class _BatchCollector:
+    """Exports batch sizes as a histogram (read at scrape time)."""
+
+    def __init__(self, source: Callable[[], BatchSizes]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        sizes = self._source()
+        if not sizes:
+            return []
+        metric = Metric(BATCH_SIZE, "Requests run together in one inference.", "histogram")
+        for (name, version), counts in sorted(sizes.items()):
+            labels = {"name": name, "version": str(version)}
+            cumulative = 0
+            for bound in BATCH_BUCKETS:
+                cumulative = sum(count for size, count in counts.items() if size <= bound)
+                metric.add_sample(f"{BATCH_SIZE}_bucket", {**labels, "le": str(bound)}, cumulative)
+            total = sum(counts.values())
+            metric.add_sample(f"{BATCH_SIZE}_bucket", {**labels, "le": "+Inf"}, total)
+            metric.add_sample(
+                f"{BATCH_SIZE}_sum", labels, sum(size * count for size, count in counts.items())
+            )
+            metric.add_sample(f"{BATCH_SIZE}_count", labels, total)
+        return [metric]
+
+    def describe(self) -> Iterable[Metric]:
+        return ()
+
+
+def add_batch_sizes(metrics: Metrics, source: BatchSizeSource) -> None:
+    """Export ``source``'s batch sizes (when metrics are on and the family is wanted)."""
+    if not metrics.enabled:
+        return
+    if BATCH_SIZE not in metrics.families and metrics.families != frozenset(DEFAULT_FAMILIES):
+        return
+    metrics._batch_source = lambda: source.sizes
+    metrics.registry.register(_BatchCollector(metrics._batch_source))
+
+
+def snapshot(metrics: Metrics) -> dict[str, Any]:
+    """This process's counts as plain JSON-able data, to be merged by another worker."""
+
+    def cells(source: dict[TimeKey, _Histogram]) -> list[Any]:
+        return [[list(key), cell.counts, cell.total] for key, cell in source.items()]
+
+    return {
+        "requests": [
+            [[e.api, e.interface, e.method, e.versioned], name, version, counts]
+            for (e, name, version), counts in metrics._requests.items()
+        ],
+        "request_time": cells(metrics._request_time),
+        "inference_time": cells(metrics._inference_time),
+        "wait_time": cells(metrics._wait_time),
+        "gauges": [
+            [g.name, g.version, g.streams, g.nireq, g.in_flight] for g in metrics._gauge_source()
+        ],
+        "batches": [
+            [name, version, [[size, count] for size, count in counts.items()]]
+            for (name, version), counts in (metrics._batch_source or dict)().items()
+        ],
+    }
+
+
+def merged(template: Metrics, snapshots: Sequence[dict[str, Any]]) -> Metrics:
+    """A Metrics holding the sum of every worker's snapshot, rendered like ``template``."""
+    total = Metrics(template.enabled, sorted(template.families))
+    endpoints: dict[tuple[str, str, str, bool], Endpoint] = {}
+    gauges: dict[tuple[str, int], list[int]] = {}
+    batches: BatchSizes = {}
+    for shot in snapshots:
+        for (api, interface, method, versioned), name, version, counts in shot["requests"]:
+            spec = (api, interface, method, versioned)
+            endpoint = endpoints.get(spec)
+            if endpoint is None:
+                endpoint = endpoints[spec] = Endpoint(api, interface, method, versioned)
+            mine = total._requests.setdefault((endpoint, name, version), [0, 0])
+            mine[0] += counts[0]
+            mine[1] += counts[1]
+        for field, target in (
+            ("request_time", total._request_time),
+            ("inference_time", total._inference_time),
+            ("wait_time", total._wait_time),
+        ):
+            for key, counts, value in shot[field]:
+                cell = _histogram(target, (key[0], key[1], key[2]))
+                cell.counts = [a + b for a, b in zip(cell.counts, counts, strict=True)]
+                cell.total += value
+        for name, version, streams, nireq, in_flight in shot["gauges"]:
+            sums = gauges.setdefault((name, version), [0, 0, 0])
+            sums[0] += streams
+            sums[1] += nireq
+            sums[2] += in_flight
+        for name, version, counts in shot["batches"]:
+            mine_sizes = batches.setdefault((name, version), {})
+            for size, count in counts:
+                mine_sizes[size] = mine_sizes.get(size, 0) + count
+    models = [ModelGauges(name, version, *sums) for (name, version), sums in gauges.items()]
+    total.set_gauge_source(lambda: models)
+    if template._batch_source is not None:
+        total._batch_source = lambda: batches
+        total.registry.register(_BatchCollector(total._batch_source))
+    return total
+
+
+def render_everywhere_with(metrics: Metrics, render: Callable[[], Awaitable[bytes]]) -> None:
+    """Scrapes of ``metrics`` render through ``render`` (all workers' counts)."""
+    metrics._everywhere = render
+
+
+async def render_everywhere(metrics: Metrics) -> bytes:
+    """The exposition for ``/metrics``: every worker's counts when there are several."""
+    if metrics._everywhere is not None:
+        return await metrics._everywhere()
+    return metrics.render()

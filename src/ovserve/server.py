@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import uvloop
 
@@ -17,11 +18,16 @@ from ovserve.errors import ConfigError
 from ovserve.frontends.failure_log import FAILURES
 from ovserve.metrics import Metrics
 from ovserve.serving.load_watchdog import LoadWatchdog
+from ovserve.metrics import Metrics, add_batch_sizes, render_everywhere_with
+from ovserve.serving.batching import BatchingEngine
 from ovserve.serving.model_instance import ModelVersionState
 from ovserve.serving.model_manager import ModelManager
 from ovserve.serving.reloader import Reloader
 from ovserve.serving.service import ServingService
 from ovserve.serving.variant_metrics import attach as attach_variant_metrics
+
+if TYPE_CHECKING:
+    from ovserve.workers.peers import PeerLink
 
 log = logging.getLogger("ovserve.server")
 
@@ -42,8 +48,10 @@ class Server:
     frontends: list[Frontend] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.models = ModelManager(self.engine)
+        self.batching = BatchingEngine(self.engine, self.config.batching)
+        self.models = ModelManager(self.batching)
         self.metrics = Metrics(self.config.metrics_enable, self.config.metrics_list)
+        add_batch_sizes(self.metrics, self.batching.stats)
         self.service = ServingService(self.models, self.metrics)
         self.watchdog = LoadWatchdog(self.models.tracker)
         attach_variant_metrics(self.metrics, self.service)
@@ -54,6 +62,7 @@ class Server:
             cache_dir=self.config.cache_dir,
         )
         self._stop = asyncio.Event()
+        self._peers: PeerLink | None = None
 
     async def _load_flag_models(self) -> None:
         """Single-model mode: the model must load, or the server does not start."""
@@ -100,8 +109,26 @@ class Server:
         else:
             await self._load_flag_models()
         self.reloader.start()
+        await self._join_workers()
         self.service.ready = True
+        if self._peers is not None:
+            await self._peers.mark_ready()
         log.info("ovserve is ready: %s", self._describe_ports())
+
+    async def _join_workers(self) -> None:
+        """In a multi-worker server: answer the other workers, and reach them on scrape/reload."""
+        slot = self.config.worker_slot
+        if slot is None:
+            return
+        from ovserve.workers.peers import BroadcastReloader, PeerLink
+
+        local = self.reloader if self.config.config_file is not None else None
+        self._peers = PeerLink(slot, self.metrics, local)
+        await self._peers.start()
+        render_everywhere_with(self.metrics, self._peers.render_metrics)
+        if local is not None:
+            self.service.reloader = BroadcastReloader(local, self._peers)
+        log.info("Worker %d of %d (pid %d)", slot.index, slot.count, os.getpid())
 
     def _describe_ports(self) -> str:
         parts = []
@@ -127,6 +154,8 @@ class Server:
         await asyncio.gather(*(frontend.stop(grace) for frontend in self.frontends))
         self.frontends.clear()
         FAILURES.flush()
+        if self._peers is not None:
+            await self._peers.stop()
         await self.models.retire_all()
         await self.watchdog.stop()
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from ovserve.config.batching import BatchingConfig, parse_batching_entry
 from ovserve.config.layout import parse_layout_param
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.model_name import check_model_name
@@ -77,6 +78,7 @@ _MODEL_KEYS: Final[dict[str, str]] = {
     "shape_variant_threshold": _UINT,
     "shape_variant_window_seconds": _NUMBER,
     "idle_memory_release_seconds": _NUMBER,
+    "dynamic_batching": "true, false or an object",
 }
 """Keys allowed in a model's ``config`` (OVMS's schema and four more), with each JSON type."""
 
@@ -107,6 +109,7 @@ _TYPE_CHECKS: Final[dict[str, Callable[[object], bool]]] = {
         or _is_number(value)
         or (isinstance(value, list) and all(_is_number(item) for item in value))
     ),
+    "true, false or an object": lambda value: isinstance(value, bool | dict),
     "a string, an object or a list of integers": lambda value: (
         isinstance(value, str | dict)
         or (isinstance(value, list) and all(_is_int(item) for item in value))
@@ -359,6 +362,9 @@ def _parse_model(
             precision=field("precision", parse_precision),
         ),
         variants=_parse_variants(entry, where),
+        batching=field(
+            "dynamic_batching", lambda value: parse_batching_entry(value, BatchingConfig())
+        ),
     )
 
 

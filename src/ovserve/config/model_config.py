@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ovserve.config.batching import BatchingConfig
 from ovserve.config.layout import Layout
 from ovserve.config.mapping import TensorMapping
 from ovserve.config.model_path import ModelPath
@@ -41,3 +42,5 @@ class ModelConfig:
     """``mean``, ``scale``, ``color_format``, ``precision``: conversions of the client's input."""
     variants: VariantConfig = field(default_factory=VariantConfig)
     """Static variants for repeated shapes and idle memory release (dynamic models only)."""
+    batching: BatchingConfig | None = None
+    """Dynamic batching for this model (None: the server-wide default, see config/batching.py)."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ovserve.config.batching import BatchingConfig
 from ovserve.config.config_file import ConfigFile
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.tls import TlsConfig
+from ovserve.config.worker_slot import WorkerSlot
 
 DEFAULT_MAX_GRPC_MESSAGE_BYTES = 1024 * 1024 * 1024
 """OVMS allows 1 GiB gRPC messages; so do we (images at 4K as FP32 are ~100 MB)."""
@@ -56,3 +58,9 @@ class ServerConfig:
     """Open gRPC connections beyond which new ones are refused (0: from the open-file limit)."""
     tls: TlsConfig | None = None
     """TLS (and mutual TLS) for both ports; None is plaintext."""
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    """Dynamic batching defaults for every model (``--dynamic_batching`` and friends)."""
+    workers: int = 1
+    """Serving processes sharing the ports (``--grpc_workers`` / ``--rest_workers``)."""
+    worker_slot: WorkerSlot | None = None
+    """Set in each worker process of a multi-worker server."""

@@ -128,7 +128,7 @@ async def start_grpc_server(service: ServingService, config: ServerConfig) -> Gr
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if config.workers > 1 else 0),
             *grpc_hygiene_options(config),
         ],
     )

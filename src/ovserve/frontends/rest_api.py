@@ -15,7 +15,7 @@ from ovserve.frontends.rest.http import Request, Response
 from ovserve.frontends.rest.router import Route, Router, route
 from ovserve.frontends.rest.server import RestFrontend, start_http_server
 from ovserve.frontends.tfserving.rest_routes import tfs_routes
-from ovserve.metrics import Metrics
+from ovserve.metrics import Metrics, render_everywhere
 from ovserve.serving.service import ServingService
 
 PROMETHEUS_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
@@ -27,7 +27,7 @@ def metrics_routes(metrics: Metrics) -> list[Route]:
         return []
 
     async def scrape(request: Request, match: re.Match[str]) -> Response:
-        return Response(body=metrics.render(), content_type=PROMETHEUS_TEXT)
+        return Response(body=await render_everywhere(metrics), content_type=PROMETHEUS_TEXT)
 
     return [route("GET", "/metrics", scrape)]
 

@@ -75,6 +75,7 @@ async def start_http_server(handle: Handle, config: ServerConfig) -> RestFronten
                     ssl_handshake_timeout=(
                         config.rest_header_timeout_seconds if ssl_context is not None else None
                     ),
+                    reuse_port=config.workers > 1,
                 )
             )
         except OSError as error:

@@ -1,0 +1,313 @@
+"""Dynamic batching with a row-wise fake model: who runs with whom, and who gets what back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from ovserve.config.batching import BatchingConfig
+from ovserve.config.model_config import ModelConfig
+from ovserve.config.shape import Dimension, Shape
+from ovserve.engine.base import EngineResult, TensorSpec
+from ovserve.errors import InferenceFailed
+from ovserve.serving.batching import (
+    BatchingEngine,
+    BatchingModel,
+    BatchStats,
+    batch_rows_limit,
+)
+from ovserve.tensors import DataType
+
+POISON = -999.0
+"""A value that makes the fake fail its whole call, like a data-dependent runtime error."""
+
+
+def spec(name: str, *dims: int | Dimension, datatype: DataType = DataType.FP32) -> TensorSpec:
+    return TensorSpec(name, datatype, Shape.of(*dims))
+
+
+class RowModel:
+    """y = 2x + 1 row by row, ``rows`` = per-row sum; records every call; may sleep."""
+
+    def __init__(
+        self,
+        nireq: int = 1,
+        delay: float = 0.0,
+        inputs: Sequence[TensorSpec] = (),
+        outputs: Sequence[TensorSpec] = (),
+        collapse: bool = False,
+    ) -> None:
+        self.calls: list[dict[str, npt.NDArray[Any]]] = []
+        self._nireq = nireq
+        self._delay = delay
+        self._inputs = tuple(inputs) or (spec("x", -1, 2),)
+        self._outputs = tuple(outputs) or (spec("y", -1, 2), spec("rows", -1))
+        self._collapse = collapse
+        self.closed = False
+
+    @property
+    def inputs(self) -> Sequence[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> Sequence[TensorSpec]:
+        return self._outputs
+
+    @property
+    def nireq(self) -> int:
+        return self._nireq
+
+    @property
+    def streams(self) -> int:
+        return 1
+
+    async def infer(
+        self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str] | None = None
+    ) -> EngineResult:
+        self.calls.append(dict(inputs))
+        if self._delay:
+            await asyncio.sleep(self._delay)
+        x = inputs["x"]
+        if (x == POISON).any():
+            raise InferenceFailed("poisoned")
+        values = {"y": x * 2 + 1, "rows": x.reshape(x.shape[0], -1).sum(axis=1)}
+        if self._collapse:
+            values = {"y": (x * 2 + 1).sum(axis=0, keepdims=True), "rows": x.sum(keepdims=True)}
+        names = outputs if outputs is not None else ["y", "rows"]
+        return EngineResult({name: values[name] for name in names}, wait_us=3.0, infer_us=5.0)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def batching(model: RowModel, rows: int = 32, delay_us: int = 0) -> tuple[BatchingModel, list[int]]:
+    sizes: list[int] = []
+    return BatchingModel(model, rows, delay_us, True, sizes.append), sizes
+
+
+def x_of(*values: float, width: int = 2) -> npt.NDArray[np.float32]:
+    return np.array([[value] * width for value in values], dtype=np.float32)
+
+
+async def gather(batched: BatchingModel, requests: Sequence[Any]) -> list[Any]:
+    return await asyncio.gather(
+        *(batched.infer(inputs, outputs) for inputs, outputs in requests),
+        return_exceptions=True,
+    )
+
+
+def test_waiting_requests_run_as_one_inference_and_each_gets_its_rows() -> None:
+    model = RowModel()
+    batched, sizes = batching(model)
+    requests = [({"x": x_of(float(i))}, None) for i in range(5)] + [({"x": x_of(7, 8)}, None)]
+    results = asyncio.run(gather(batched, requests))
+    assert len(model.calls) == 1
+    assert model.calls[0]["x"].shape == (7, 2)
+    assert sizes == [6]
+    for (inputs, _), result in zip(requests, results, strict=True):
+        np.testing.assert_array_equal(result.outputs["y"], inputs["x"] * 2 + 1)
+        np.testing.assert_array_equal(result.outputs["rows"], inputs["x"].sum(axis=1))
+
+
+def test_a_lone_request_runs_alone_without_a_copy() -> None:
+    model = RowModel()
+    batched, sizes = batching(model)
+    x = x_of(1)
+    result = asyncio.run(batched.infer({"x": x}))
+    assert model.calls[0]["x"] is x
+    assert sizes == [1]
+    np.testing.assert_array_equal(result.outputs["y"], x * 2 + 1)
+
+
+def test_kinds_never_mix() -> None:
+    model = RowModel()
+    batched, _ = batching(model)
+    requests = [
+        ({"x": x_of(1)}, None),
+        ({"x": x_of(2, width=3)}, None),  # another non-batch shape
+        ({"x": x_of(3).astype(np.float64)}, None),  # another datatype
+        ({"x": x_of(4)}, ["y"]),  # other outputs
+        ({"x": x_of(5)}, None),
+        ({"x": x_of(6, width=3)}, None),
+        ({"x": x_of(7)}, ["y"]),
+    ]
+    results = asyncio.run(gather(batched, requests))
+    assert len(model.calls) == 4
+    for (inputs, outputs), result in zip(requests, results, strict=True):
+        assert list(result.outputs) == (outputs or ["y", "rows"])
+        np.testing.assert_array_equal(result.outputs["y"], inputs["x"] * 2 + 1)
+    shapes = sorted((call["x"].shape, call["x"].dtype.str) for call in model.calls)
+    assert shapes == sorted([((2, 2), "<f4"), ((2, 3), "<f4"), ((1, 2), "<f8"), ((2, 2), "<f4")])
+
+
+def test_a_failure_reaches_only_its_own_request() -> None:
+    model = RowModel()
+    batched, sizes = batching(model)
+    requests = [({"x": x_of(1)}, None), ({"x": x_of(POISON)}, None), ({"x": x_of(3)}, None)]
+    results = asyncio.run(gather(batched, requests))
+    assert isinstance(results[1], InferenceFailed)
+    np.testing.assert_array_equal(results[0].outputs["y"], x_of(3))
+    np.testing.assert_array_equal(results[2].outputs["y"], x_of(7))
+    assert len(model.calls) == 4  # the batch, then each request on its own
+    assert sizes == [1, 1]
+
+
+def test_outputs_without_the_batch_rows_turn_batching_off() -> None:
+    model = RowModel(collapse=True)
+    batched, sizes = batching(model)
+    requests = [({"x": x_of(1)}, None), ({"x": x_of(2)}, None)]
+    results = asyncio.run(gather(batched, requests))
+    np.testing.assert_array_equal(results[0].outputs["y"], x_of(3))
+    np.testing.assert_array_equal(results[1].outputs["y"], x_of(5))
+    assert [call["x"].shape[0] for call in model.calls] == [2, 1, 1]
+    asyncio.run(gather(batched, requests))
+    assert [call["x"].shape[0] for call in model.calls] == [2, 1, 1, 1, 1]
+    assert batched.max_rows == 0
+    assert sizes == [1, 1]  # unbatched requests are not counted as batches
+
+
+def test_batches_hold_at_most_max_rows() -> None:
+    model = RowModel()
+    batched, sizes = batching(model, rows=4)
+    requests = [({"x": x_of(*[float(i)] * 3)}, None) for i in range(3)]  # 3 rows each
+    requests.append(({"x": x_of(1)}, None))
+    requests.append(({"x": x_of(*[2.0] * 5)}, None))  # wider than a batch: runs alone
+    results = asyncio.run(gather(batched, requests))
+    assert all(call["x"].shape[0] <= 5 for call in model.calls)
+    assert sorted(call["x"].shape[0] for call in model.calls) == [3, 3, 4, 5]
+    for (inputs, _), result in zip(requests, results, strict=True):
+        np.testing.assert_array_equal(result.outputs["y"], inputs["x"] * 2 + 1)
+    assert sorted(sizes) == [1, 1, 2]
+
+
+def test_requests_queue_while_every_slot_is_busy() -> None:
+    model = RowModel(nireq=1, delay=0.02)
+    batched, sizes = batching(model)
+
+    async def run() -> list[Any]:
+        first = asyncio.ensure_future(batched.infer({"x": x_of(0)}))
+        await asyncio.sleep(0.005)  # the first runs; the next ones arrive one by one meanwhile
+        later = []
+        for i in range(1, 4):
+            later.append(asyncio.ensure_future(batched.infer({"x": x_of(float(i))})))
+            await asyncio.sleep(0.001)
+        return await asyncio.gather(first, *later)
+
+    results = asyncio.run(run())
+    assert sizes == [1, 3]
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result.outputs["y"], x_of(2.0 * i + 1))
+    assert results[1].wait_us > 5000  # the queued time counts as waiting
+
+
+def test_max_queue_delay_gathers_requests_that_arrive_later() -> None:
+    model = RowModel()
+    batched, sizes = batching(model, delay_us=50_000)
+
+    async def run() -> list[Any]:
+        tasks = []
+        for i in range(3):
+            tasks.append(asyncio.ensure_future(batched.infer({"x": x_of(float(i))})))
+            await asyncio.sleep(0.002)
+        return await asyncio.gather(*tasks)
+
+    asyncio.run(run())
+    assert sizes == [3]
+
+
+def test_a_full_batch_does_not_wait_for_the_delay() -> None:
+    model = RowModel()
+    batched, sizes = batching(model, rows=2, delay_us=5_000_000)
+
+    async def run() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await gather(batched, [({"x": x_of(1)}, None), ({"x": x_of(2)}, None)])
+        return loop.time() - started
+
+    assert asyncio.run(run()) < 1.0
+    assert sizes == [2]
+
+
+def test_a_cancelled_request_is_left_out() -> None:
+    model = RowModel(nireq=1, delay=0.02)
+    batched, sizes = batching(model)
+
+    async def run() -> list[Any]:
+        first = asyncio.ensure_future(batched.infer({"x": x_of(0)}))
+        await asyncio.sleep(0.005)
+        gone = asyncio.ensure_future(batched.infer({"x": x_of(1)}))
+        kept = asyncio.ensure_future(batched.infer({"x": x_of(2)}))
+        await asyncio.sleep(0.001)
+        gone.cancel()
+        return await asyncio.gather(first, kept)
+
+    results = asyncio.run(run())
+    assert [call["x"].shape[0] for call in model.calls] == [1, 1]
+    np.testing.assert_array_equal(results[1].outputs["y"], x_of(5))
+    assert sizes == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "outputs", "config", "rows"),
+    [
+        ([spec("x", -1, 2)], [spec("y", -1)], BatchingConfig(), 32),
+        ([spec("x", -1, 2)], [spec("y", -1)], BatchingConfig(max_batch_size=8), 8),
+        ([spec("x", Dimension.range(1, 6), 2)], [spec("y", -1)], BatchingConfig(), 6),
+        ([spec("x", 1, 2)], [spec("y", -1)], BatchingConfig(enabled=True), 0),
+        ([spec("x", -1, 2)], [spec("y", 1)], BatchingConfig(), 0),
+        ([spec("x", -1, 2)], [spec("y", 1)], BatchingConfig(enabled=True), 32),
+        ([spec("x", -1, 2)], [spec("y", -1)], BatchingConfig(enabled=False), 0),
+        ([spec("x", -1, datatype=DataType.BYTES)], [spec("y", -1)], BatchingConfig(), 0),
+        ([spec("x", -1, 2), spec("s")], [spec("y", -1)], BatchingConfig(), 0),
+        ([spec("x", Dimension.range(1, 1), 2)], [spec("y", -1)], BatchingConfig(), 0),
+        ([], [spec("y", -1)], BatchingConfig(), 0),
+    ],
+)
+def test_which_models_batch(
+    inputs: list[TensorSpec], outputs: list[TensorSpec], config: BatchingConfig, rows: int
+) -> None:
+    assert batch_rows_limit(inputs, outputs, config)[0] == rows
+
+
+def test_a_batch_dimension_that_is_not_first_does_not_batch() -> None:
+    nchw = TensorSpec("x", DataType.FP32, Shape.of(3, -1), layout="CN")
+    assert batch_rows_limit([nchw], [spec("y", -1)], BatchingConfig(enabled=True))[0] == 0
+
+
+class _Engine:
+    def __init__(self, model: RowModel) -> None:
+        self.model = model
+        self.closed = False
+
+    def load(self, model_file: Path, config: ModelConfig) -> RowModel:
+        return self.model
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_engine_wraps_models_that_may_batch_and_counts_per_version() -> None:
+    stats = BatchStats()
+    inner = _Engine(RowModel())
+    engine = BatchingEngine(inner, BatchingConfig(max_batch_size=4), stats)
+    config = ModelConfig("m", Path("/models/m"))
+    compiled = engine.load(Path("/models/m/3/model.xml"), config)
+    assert isinstance(compiled, BatchingModel)
+    assert compiled.max_rows == 4
+    assert (compiled.nireq, compiled.streams) == (1, 1)
+    assert [s.name for s in compiled.inputs] == ["x"]
+    asyncio.run(gather(compiled, [({"x": x_of(1)}, None), ({"x": x_of(2)}, None)]))
+    assert stats.sizes == {("m", 3): {2: 1}}
+    off = ModelConfig("m", Path("/models/m"), batching=BatchingConfig(enabled=False))
+    assert isinstance(engine.load(Path("/models/m/3/model.xml"), off), RowModel)
+    compiled.close()
+    engine.close()
+    assert inner.model.closed
+    assert inner.closed
