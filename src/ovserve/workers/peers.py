@@ -118,15 +118,27 @@ class PeerLink:
 
 
 def _worker_lines(answers: list[dict[str, Any]]) -> bytes:
-    """``ovserve_worker_requests_success{worker,pid}``: who served how much (not in OVMS)."""
-    name = "ovserve_worker_requests_success"
-    lines = [
-        f"# HELP {name} Successful requests served by each worker process.",
-        f"# TYPE {name} counter",
-    ]
-    for answer in sorted(answers, key=lambda answer: int(answer["index"])):
-        served = sum(counts[0] for *_, counts in answer["metrics"]["requests"])
-        lines.append(f'{name}{{pid="{answer["pid"]}",worker="{answer["index"]}"}} {served}')
+    """Who served how much, and who is busy now, per worker process (not in OVMS)."""
+    ordered = sorted(answers, key=lambda answer: int(answer["index"]))
+    lines = []
+    for name, kind, text, value in (
+        (
+            "ovserve_worker_requests_success",
+            "counter",
+            "Successful requests served by each worker process.",
+            lambda shot: sum(counts[0] for *_, counts in shot["requests"]),
+        ),
+        (
+            "ovserve_worker_current_requests",
+            "gauge",
+            "Requests being processed by each worker process.",
+            lambda shot: sum(gauge[4] for gauge in shot["gauges"]),
+        ),
+    ):
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+        for answer in ordered:
+            labels = f'pid="{answer["pid"]}",worker="{answer["index"]}"'
+            lines.append(f"{name}{{{labels}}} {value(answer['metrics'])}")
     return ("\n".join(lines) + "\n").encode()
 
 
