@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from ovserve.config.worker_slot import WorkerSlot
@@ -29,9 +29,6 @@ log = logging.getLogger(__name__)
 CALL_TIMEOUT_SECONDS = 5.0
 RELOAD_TIMEOUT_SECONDS = 300.0
 """A reload compiles models: it may take long."""
-
-
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class PeerLink:
@@ -121,7 +118,7 @@ def _worker_lines(answers: list[dict[str, Any]]) -> bytes:
     """Who served how much, and who is busy now, per worker process (not in OVMS)."""
     ordered = sorted(answers, key=lambda answer: int(answer["index"]))
     lines = []
-    for name, kind, text, value in (
+    families: list[tuple[str, str, str, Callable[[dict[str, Any]], int]]] = [
         (
             "ovserve_worker_requests_success",
             "counter",
@@ -134,7 +131,8 @@ def _worker_lines(answers: list[dict[str, Any]]) -> bytes:
             "Requests being processed by each worker process.",
             lambda shot: sum(gauge[4] for gauge in shot["gauges"]),
         ),
-    ):
+    ]
+    for name, kind, text, value in families:
         lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
         for answer in ordered:
             labels = f'pid="{answer["pid"]}",worker="{answer["index"]}"'
