@@ -35,13 +35,21 @@ STOP_TIMEOUT_SECONDS = 60.0
 class Supervisor:
     """Runs ``count`` workers with the given flags until a signal."""
 
-    def __init__(self, argv: Sequence[str], count: int) -> None:
+    def __init__(
+        self, argv: Sequence[str], count: int, program: Sequence[str] | None = None
+    ) -> None:
+        self._program = list(program or (sys.executable, "-m", "ovserve"))
         self._argv = list(argv)
         self._count = count
         self._folder = Path(tempfile.mkdtemp(prefix="ovserve-workers-"))
         self._workers: dict[int, subprocess.Popen[bytes]] = {}
         self._restarts: dict[int, list[float]] = {index: [] for index in range(count)}
         self._stopping = False
+
+    @property
+    def folder(self) -> Path:
+        """Where the workers' sockets and ready marks are (removed when the run ends)."""
+        return self._folder
 
     def _slot(self, index: int) -> WorkerSlot:
         return WorkerSlot(index, self._count, self._folder)
@@ -50,9 +58,7 @@ class Supervisor:
         slot = self._slot(index)
         slot.ready_path(index).unlink(missing_ok=True)
         command = [
-            sys.executable,
-            "-m",
-            "ovserve",
+            *self._program,
             *self._argv,
             "--worker_slot",
             slot.flag(),
