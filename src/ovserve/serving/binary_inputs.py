@@ -16,6 +16,7 @@ Decoding runs in a worker thread, and only for requests that carry BYTES inputs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any, Final, cast
@@ -30,9 +31,16 @@ from ovserve.tensors import DataType, RequestTensor, TensorSpec
 MAX_IMAGE_PIXELS: Final = 1 << 26
 """Largest decoded image (64 Mpixel, e.g. 8192x8192): a small PNG must not expand to gigabytes."""
 
-# OpenCV reads this once, when it first decodes; it must be set before cv2 is imported.
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
-import cv2  # noqa: E402
+
+@functools.cache
+def _cv2() -> Any:
+    """OpenCV, imported on the first image: it adds ~37 MiB to a process that never sees one."""
+    # OpenCV reads this once, when it first decodes; it must be set before cv2 is imported.
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
+    import cv2
+
+    return cv2
+
 
 _IMAGE_TYPES: Final = frozenset(
     {
@@ -190,8 +198,11 @@ def _decode(data: bytes, name: str, index: int) -> npt.NDArray[Any]:
             f"image {index} is empty; input name: {name}", ErrorCode.IMAGE_PARSING_FAILED
         )
     try:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
+        cv2 = _cv2()
+        image: npt.NDArray[Any] | None = cv2.imdecode(
+            np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED
+        )
+    except _cv2().error:
         # Past MAX_IMAGE_PIXELS, or a header OpenCV refuses.
         image = None
     if image is None:
@@ -252,6 +263,6 @@ def _to_model(
         work = np.clip(image, limits.min, limits.max).astype(dtype)
     if work.shape[:2] != target:
         height, width = target
-        resized: npt.NDArray[Any] = cv2.resize(cast(Any, work), (width, height))
+        resized: npt.NDArray[Any] = _cv2().resize(cast(Any, work), (width, height))
         work = resized if resized.ndim == 3 else resized[:, :, np.newaxis]
     return work.astype(dtype, copy=False)
