@@ -28,7 +28,7 @@ import numpy.typing as npt
 import openvino as ov
 
 from ovserve.config.model_config import ModelConfig
-from ovserve.engine import latency_probe
+from ovserve.engine import code_pages, latency_probe
 from ovserve.engine.base import CompiledModel, EngineResult, LoadStep
 from ovserve.engine.bindings import prepare_bindings
 from ovserve.engine.memory import (
@@ -104,6 +104,7 @@ class OpenVINOEngine:
         on_step("compile")
         compiled = self._compile(model, config, properties)
         served = OpenVINOCompiledModel(compiled, config, model)
+        code_pages.release_after_load()
         if not _has_dynamic_input(compiled) or not (
             config.variants.enabled or config.variants.idle_release_seconds > 0
         ):
