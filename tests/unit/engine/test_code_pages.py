@@ -36,7 +36,7 @@ def test_only_the_named_libraries_are_touched(tmp_path: Path) -> None:
         "7f0000002000-7f0000003000 r-xp 00000000 08:01 2 /usr/lib/libc.so.6\n"
         "7f0000004000-7f0000005000 rw-p 00000000 00:00 0\n"
     )
-    assert memory._mappings(memory.LIBRARIES, maps) == [(0x7F0000000000, 0x7F0000001000)]
+    assert memory.mappings(memory.LIBRARIES, maps) == [(0x7F0000000000, 0x7F0000001000)]
     # Not mapped in this process: madvise refuses, nothing counts as released.
     assert memory.release_after_load(maps) == 0
     assert memory.release_after_load(tmp_path / "missing") == 0
