@@ -59,11 +59,21 @@ def h2load(target: str, api: str, frame: Path, conc: int, seconds: int, *, log: 
     return LoadResult(float(rate.group(1)), mean, p99, errors, len(ok))
 
 
-def hey(url: str, body: Path, conc: int, seconds: int, *, log: Path) -> LoadResult:
-    """C keep-alive workers POSTing the JSON body for ``seconds``."""
+def hey(
+    url: str,
+    body: Path,
+    conc: int,
+    seconds: int,
+    *,
+    log: Path,
+    headers: list[str] | None = None,
+    content_type: str = "application/json",
+) -> LoadResult:
+    """C keep-alive workers POSTing the body (JSON unless told) for ``seconds``."""
+    extra = [part for header in headers or [] for part in ("-H", header)]
     cmd = [
         "hey", "-z", f"{seconds}s", "-c", str(conc), "-m", "POST",
-        "-T", "application/json", "-D", str(body), url,
+        "-T", content_type, *extra, "-D", str(body), url,
     ]  # fmt: skip
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=seconds + 120)
     out = proc.stdout
