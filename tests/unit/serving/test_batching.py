@@ -311,3 +311,17 @@ def test_the_engine_wraps_models_that_may_batch_and_counts_per_version() -> None
     engine.close()
     assert inner.model.closed
     assert inner.closed
+
+
+def test_auto_batching_steps_aside_for_compute_bound_models() -> None:
+    model = RowModel(delay=0.005)  # 5 ms per call: far above the compute-bound threshold
+    auto = BatchingModel(model, 32, 0, True, [].append)
+    slow = RowModel(delay=0.005)
+    forced = BatchingModel(slow, 32, 0, True, [].append, adaptive=False)
+    requests = [({"x": x_of(float(i))}, None) for i in range(3)]
+    asyncio.run(gather(auto, requests))  # the first runs measure it: batched
+    asyncio.run(gather(auto, requests))
+    assert [call["x"].shape[0] for call in model.calls] == [3, 1, 1, 1]
+    asyncio.run(gather(forced, requests))
+    asyncio.run(gather(forced, requests))
+    assert [call["x"].shape[0] for call in slow.calls] == [3, 3]
