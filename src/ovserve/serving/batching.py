@@ -170,8 +170,12 @@ class BatchingModel:
     async def infer(self, inputs: Arrays, outputs: Sequence[str] | None = None) -> EngineResult:
         """Queue this request with others of its kind; return its own slice of the result."""
         rows = _rows(inputs)
-        if rows is None or rows >= self._max_rows or self._compute_bound():
+        if rows is None or rows >= self._max_rows:
             return await self._inner.infer(inputs, outputs)
+        if self._compute_bound():
+            result = await self._inner.infer(inputs, outputs)
+            self._measured(result, rows)  # keeps measuring: the model may turn out short
+            return result
         key = _key(inputs, outputs)
         loop = asyncio.get_running_loop()
         item = _Item(inputs, rows, loop.create_future(), time.perf_counter())
@@ -187,9 +191,9 @@ class BatchingModel:
         """Whether a row takes so long that batching saves nothing worth a copy (auto mode)."""
         return self._adaptive and self._row_us > COMPUTE_BOUND_ROW_US
 
-    def _measured(self, started: float, rows: int) -> None:
-        row_us = (time.perf_counter() - started) * 1e6 / rows
-        self._row_us += _SMOOTHING * (row_us - self._row_us) if self._row_us else row_us
+    def _measured(self, result: EngineResult, rows: int) -> None:
+        """Average the runtime's own time per row (a slow first call fades out)."""
+        self._row_us += _SMOOTHING * (result.infer_us / rows - self._row_us)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop, full: bool = False) -> None:
         """Arrange a flush: next loop turn, or after the delay unless a batch is full."""
@@ -244,10 +248,9 @@ class BatchingModel:
                 self._schedule(asyncio.get_running_loop())
 
     async def _run_one(self, item: _Item, outputs: Sequence[str] | None) -> None:
-        started = time.perf_counter()
         try:
             result = await self._inner.infer(item.inputs, outputs)
-            self._measured(started, item.rows)
+            self._measured(result, item.rows)
         except BaseException as error:  # handed to the request it belongs to
             _fail(item, error)
             if isinstance(error, asyncio.CancelledError):
@@ -261,10 +264,9 @@ class BatchingModel:
         names = list(batch[0].inputs)
         joined = {name: np.concatenate([item.inputs[name] for item in batch]) for name in names}
         total = sum(item.rows for item in batch)
-        started = time.perf_counter()
         try:
             result = await self._inner.infer(joined, outputs)
-            self._measured(started, total)
+            self._measured(result, total)
         except asyncio.CancelledError:
             for item in batch:
                 _fail(item, asyncio.CancelledError())

@@ -45,7 +45,7 @@ class RowModel:
     ) -> None:
         self.calls: list[dict[str, npt.NDArray[Any]]] = []
         self._nireq = nireq
-        self._delay = delay
+        self.delay = delay
         self._inputs = tuple(inputs) or (spec("x", -1, 2),)
         self._outputs = tuple(outputs) or (spec("y", -1, 2), spec("rows", -1))
         self._collapse = collapse
@@ -71,8 +71,8 @@ class RowModel:
         self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str] | None = None
     ) -> EngineResult:
         self.calls.append(dict(inputs))
-        if self._delay:
-            await asyncio.sleep(self._delay)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         x = inputs["x"]
         if (x == POISON).any():
             raise InferenceFailed("poisoned")
@@ -80,7 +80,8 @@ class RowModel:
         if self._collapse:
             values = {"y": (x * 2 + 1).sum(axis=0, keepdims=True), "rows": x.sum(keepdims=True)}
         names = outputs if outputs is not None else ["y", "rows"]
-        return EngineResult({name: values[name] for name in names}, wait_us=3.0, infer_us=5.0)
+        infer_us = self.delay * 1e6 or 5.0
+        return EngineResult({name: values[name] for name in names}, wait_us=3.0, infer_us=infer_us)
 
     def close(self) -> None:
         self.closed = True
@@ -314,9 +315,9 @@ def test_the_engine_wraps_models_that_may_batch_and_counts_per_version() -> None
 
 
 def test_auto_batching_steps_aside_for_compute_bound_models() -> None:
-    model = RowModel(delay=0.005)  # 5 ms per call: far above the compute-bound threshold
+    model = RowModel(delay=0.05)  # 50 ms per call: far above the compute-bound threshold
     auto = BatchingModel(model, 32, 0, True, [].append)
-    slow = RowModel(delay=0.005)
+    slow = RowModel(delay=0.05)
     forced = BatchingModel(slow, 32, 0, True, [].append, adaptive=False)
     requests = [({"x": x_of(float(i))}, None) for i in range(3)]
     asyncio.run(gather(auto, requests))  # the first runs measure it: batched
@@ -325,3 +326,21 @@ def test_auto_batching_steps_aside_for_compute_bound_models() -> None:
     asyncio.run(gather(forced, requests))
     asyncio.run(gather(forced, requests))
     assert [call["x"].shape[0] for call in slow.calls] == [3, 3]
+
+
+def test_a_slow_start_does_not_stop_batching_for_good() -> None:
+    model = RowModel(delay=0.05)  # the first call is slow, as a first inference can be
+    batched, sizes = batching(model)
+    requests = [({"x": x_of(float(i))}, None) for i in range(3)]
+
+    async def run() -> None:
+        await batched.infer({"x": x_of(1)})
+        model.delay = 0.0
+        for _ in range(40):  # short calls pull the average back under the threshold
+            await batched.infer({"x": x_of(1)})
+        calls = len(model.calls)
+        await gather(batched, requests)
+        assert len(model.calls) == calls + 1  # batched again
+
+    asyncio.run(run())
+    assert sizes[-1] == 3
