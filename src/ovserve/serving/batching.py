@@ -41,11 +41,12 @@ from ovserve.tensors import DataType
 
 log = logging.getLogger(__name__)
 
-COMPUTE_BOUND_ROW_US = 1000.0
+COMPUTE_BOUND_ROW_US = 3000.0
 """Above this inference time per row, ``auto`` batching steps aside: what a batch saves is the
-per-call overhead (~100 us in a busy server), under a tenth of such an inference, while joining
-the inputs costs a copy (measured on a conv model with a 602 KB input on one core: 158-168 req/s
-batched vs 172-177 unbatched)."""
+per-call overhead (~100 us in a busy server), a few percent of such an inference, while joining
+the inputs costs a copy (measured on a conv model with a 602 KB input, 1-4 ms per inference, on
+one core: 158-168 req/s batched vs 172-177 unbatched). The bar is high so that a short model
+on a busy machine (threads preempted mid-inference) is not mistaken for a long one."""
 
 _SMOOTHING = 0.1
 
