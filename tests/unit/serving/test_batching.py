@@ -315,7 +315,7 @@ def test_the_engine_wraps_models_that_may_batch_and_counts_per_version() -> None
 
 
 def test_auto_batching_steps_aside_for_compute_bound_models() -> None:
-    model = RowModel(delay=0.05)  # 50 ms per call: far above the compute-bound threshold
+    model = RowModel(delay=0.15)  # 50 ms per row: far above the compute-bound threshold
     auto = BatchingModel(model, 32, 0, True, [].append)
     slow = RowModel(delay=0.05)
     forced = BatchingModel(slow, 32, 0, True, [].append, adaptive=False)
