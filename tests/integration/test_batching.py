@@ -86,7 +86,7 @@ def test_concurrent_requests_of_several_kinds_each_get_their_own_answer(
     server: ServerProcess, versions: Path
 ) -> None:
     rng = np.random.default_rng(11)
-    jobs = []
+    jobs: list[tuple[int, np.ndarray[Any, Any]]] = []
     for version in FACTORS:
         for width in WIDTHS:
             for repeat in range(REPEATS):

@@ -10,7 +10,7 @@ import http.client
 import json
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +165,7 @@ def test_sigterm_drains_every_worker(server_factory: ServerPool, tmp_path: Path)
     workers = sorted(worker_counts(rest(server, "GET", "/metrics")[1].decode()))
     assert len(workers) == 2
     with ThreadPoolExecutor(16) as pool:
-        futures = []
+        futures: list[Future[Any]] = []
         # New connections until both workers are busy (each lands on either; 16 is plenty).
         while len(futures) < 16:
             futures.append(pool.submit(call, len(futures)))

@@ -36,8 +36,8 @@ import numpy.typing as npt
 
 from ovserve.config.batching import BatchingConfig
 from ovserve.config.model_config import ModelConfig
-from ovserve.engine.base import CompiledModel, EngineResult, InferenceEngine, TensorSpec
-from ovserve.tensors import DataType
+from ovserve.engine.base import CompiledModel, EngineResult, InferenceEngine
+from ovserve.tensors import DataType, TensorSpec
 
 log = logging.getLogger(__name__)
 

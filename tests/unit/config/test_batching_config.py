@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,7 @@ def test_flags(tmp_path: Path) -> None:
 
 
 def test_worker_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
     assert cli.parse_args(args(tmp_path)).workers == 1
     assert cli.parse_args(args(tmp_path, "--grpc_workers", "3")).workers == 3
     rest = ["--rest_port", "9001", "--rest_workers"]

@@ -14,7 +14,7 @@ import pytest
 from ovserve.config.batching import BatchingConfig
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.shape import Dimension, Shape
-from ovserve.engine.base import EngineResult, TensorSpec
+from ovserve.engine.base import EngineResult
 from ovserve.errors import InferenceFailed
 from ovserve.serving.batching import (
     BatchingEngine,
@@ -22,7 +22,7 @@ from ovserve.serving.batching import (
     BatchStats,
     batch_rows_limit,
 )
-from ovserve.tensors import DataType
+from ovserve.tensors import DataType, TensorSpec
 
 POISON = -999.0
 """A value that makes the fake fail its whole call, like a data-dependent runtime error."""
@@ -129,7 +129,7 @@ def test_a_lone_request_runs_alone_without_a_copy() -> None:
 def test_kinds_never_mix() -> None:
     model = RowModel()
     batched, _ = batching(model)
-    requests = [
+    requests: list[tuple[dict[str, Any], list[str] | None]] = [
         ({"x": x_of(1)}, None),
         ({"x": x_of(2, width=3)}, None),  # another non-batch shape
         ({"x": x_of(3).astype(np.float64)}, None),  # another datatype
@@ -247,7 +247,7 @@ def test_a_cancelled_request_is_left_out() -> None:
         kept = asyncio.ensure_future(batched.infer({"x": x_of(2)}))
         await asyncio.sleep(0.001)
         gone.cancel()
-        return await asyncio.gather(first, kept)
+        return list(await asyncio.gather(first, kept))
 
     results = asyncio.run(run())
     assert [call["x"].shape[0] for call in model.calls] == [1, 1]
@@ -316,9 +316,10 @@ def test_the_engine_wraps_models_that_may_batch_and_counts_per_version() -> None
 
 def test_auto_batching_steps_aside_for_compute_bound_models() -> None:
     model = RowModel(delay=0.15)  # 50 ms per row: far above the compute-bound threshold
-    auto = BatchingModel(model, 32, 0, True, [].append)
+    sizes: list[int] = []
+    auto = BatchingModel(model, 32, 0, True, sizes.append)
     slow = RowModel(delay=0.05)
-    forced = BatchingModel(slow, 32, 0, True, [].append, adaptive=False)
+    forced = BatchingModel(slow, 32, 0, True, sizes.append, adaptive=False)
     requests = [({"x": x_of(float(i))}, None) for i in range(3)]
     asyncio.run(gather(auto, requests))  # the first runs measure it: batched
     asyncio.run(gather(auto, requests))
