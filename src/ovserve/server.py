@@ -63,6 +63,7 @@ class Server:
         )
         self._stop = asyncio.Event()
         self._peers: PeerLink | None = None
+        self._ready_task: asyncio.Task[None] | None = None
 
     async def _load_flag_models(self) -> None:
         """Single-model mode: the model must load, or the server does not start."""
@@ -94,6 +95,7 @@ class Server:
         them). From a config file, a model that fails is logged and shown in status while the
         others serve; a single model given by flags must load.
         """
+        await self._join_workers()
         if self.config.port:
             from ovserve.frontends.grpc_server import start_grpc_server
 
@@ -109,26 +111,37 @@ class Server:
         else:
             await self._load_flag_models()
         self.reloader.start()
-        await self._join_workers()
-        self.service.ready = True
-        if self._peers is not None:
-            await self._peers.mark_ready()
-        log.info("ovserve is ready: %s", self._describe_ports())
+        if self._peers is None:
+            self.service.ready = True
+            log.info("ovserve is ready: %s", self._describe_ports())
+            return
+        if self.config.config_file is not None:
+            from ovserve.workers.peers import BroadcastReloader
+
+            self.service.reloader = BroadcastReloader(self.reloader, self._peers)
+        await self._peers.mark_ready()
+        self._ready_task = asyncio.create_task(self._ready_with_all_workers(self._peers))
 
     async def _join_workers(self) -> None:
-        """In a multi-worker server: answer the other workers, and reach them on scrape/reload."""
+        """In a multi-worker server: answer the other workers from the start (scrapes, reloads)."""
         slot = self.config.worker_slot
         if slot is None:
             return
-        from ovserve.workers.peers import BroadcastReloader, PeerLink
+        from ovserve.workers.peers import PeerLink
 
         local = self.reloader if self.config.config_file is not None else None
         self._peers = PeerLink(slot, self.metrics, local)
         await self._peers.start()
         render_everywhere_with(self.metrics, self._peers.render_metrics)
-        if local is not None:
-            self.service.reloader = BroadcastReloader(local, self._peers)
         log.info("Worker %d of %d (pid %d)", slot.index, slot.count, os.getpid())
+
+    async def _ready_with_all_workers(self, peers: PeerLink) -> None:
+        """Report ready once every worker has loaded: any of them may answer a readiness probe,
+        and a ready server must not send requests to a worker still loading its models."""
+        await peers.wait_all_ready()
+        if not self._stop.is_set():
+            self.service.ready = True
+            log.info("ovserve is ready: %s", self._describe_ports())
 
     def _describe_ports(self) -> str:
         parts = []
@@ -154,6 +167,8 @@ class Server:
         await asyncio.gather(*(frontend.stop(grace) for frontend in self.frontends))
         self.frontends.clear()
         FAILURES.flush()
+        if self._ready_task is not None:
+            self._ready_task.cancel()
         if self._peers is not None:
             await self._peers.stop()
         await self.models.retire_all()

@@ -34,9 +34,12 @@ def port_in_use(what: str, target: str, port: int) -> ConfigError:
     return ConfigError(f"{what} port {port} is already in use (binding {target})")
 
 
-def check_free(what: str, target: str, port: int) -> None:
+def check_free(what: str, target: str, port: int, *, reuse_port: bool = False) -> None:
     """Raise :func:`port_in_use` when something already listens on ``target``, or ConfigError
-    naming the address when it cannot be bound at all (not an address of this host)."""
+    naming the address when it cannot be bound at all (not an address of this host).
+
+    ``reuse_port``: the workers of one server share the port (SO_REUSEPORT), so a sibling's
+    listener is not "in use"; a listener without SO_REUSEPORT still is."""
     host = host_of(target)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -46,6 +49,8 @@ def check_free(what: str, target: str, port: int) -> None:
     with socket.socket(family, kind, proto) as probe:
         # The servers bind with SO_REUSEADDR too: only a live listener makes this fail.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             probe.bind(address)
         except OSError as error:

@@ -121,7 +121,7 @@ async def start_grpc_server(service: ServingService, config: ServerConfig) -> Gr
     limit = config.max_grpc_message_bytes
     targets = bind_targets(config.grpc_bind_address, config.port)
     for target in targets:
-        check_free("gRPC", target, config.port)
+        check_free("gRPC", target, config.port, reuse_port=config.workers > 1)
     quiet_client_errors()
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor()],

@@ -51,6 +51,12 @@ class PeerLink:
         """Tell the supervisor this worker serves."""
         self.slot.ready_path(self.slot.index).write_text(str(os.getpid()))
 
+    async def wait_all_ready(self, poll_seconds: float = 0.05) -> None:
+        """Return once every worker has marked itself ready."""
+        marks = [self.slot.ready_path(index) for index in range(self.slot.count)]
+        while not all(mark.exists() for mark in marks):
+            await asyncio.sleep(poll_seconds)
+
     async def stop(self) -> None:
         """Stop answering peers."""
         if self._server is not None:
