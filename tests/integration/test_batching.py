@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openvino as ov
 import pytest
 import tritonclient.grpc as triton
+from openvino import opset13 as ops
 from tritonclient.utils import InferenceServerException
 
 from _models import reference, save_ir, scale_model
@@ -157,3 +159,26 @@ def test_config_json_turns_batching_off_for_one_model(
     log = server.log_text()
     assert "Model on version 2: dynamic batching" in log
     assert "Model off version 2: dynamic batching" not in log
+
+
+def test_a_model_mixing_its_rows_is_not_batched_by_default(
+    module_server_factory: ServerPool, tmp_path: Path
+) -> None:
+    """``out = data - mean(data over the batch)``: its shapes look batchable, its rows are not."""
+    data = ops.parameter(ov.PartialShape([-1, 4]), np.float32, name="data")
+    data.output(0).get_tensor().set_names({"data"})
+    mean = ops.reduce_mean(data, ops.constant(np.array([0], dtype=np.int64)), keep_dims=True)
+    out = ops.subtract(data, mean)
+    out.output(0).get_tensor().set_names({"out"})
+    save_ir(ov.Model([out], [data], "mixing"), tmp_path / "mixing")
+    server = module_server_factory.start(
+        ["--model_name", "mixing", "--model_path", str(tmp_path / "mixing"), *F32_FLAGS]
+    )
+    log = server.log_text()
+    assert "a probe found rows of one batch affecting each other's outputs" in log
+    assert "dynamic batching of concurrent requests" not in log
+    rows = np.arange(8, dtype=np.float32).reshape(2, 4)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: infer_named(server, "mixing", rows), range(8)))
+    for answer in answers:
+        np.testing.assert_allclose(answer, rows - rows.mean(axis=0, keepdims=True))

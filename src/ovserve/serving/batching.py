@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from ovserve.config.batching import BatchingConfig
 from ovserve.config.model_config import ModelConfig
+from ovserve.config.shape import Dimension
 from ovserve.engine.base import CompiledModel, EngineResult, InferenceEngine
 from ovserve.tensors import DataType, TensorSpec
 
@@ -368,6 +369,13 @@ class BatchingEngine:
         if rows < 2:
             log.debug("Model %s: no dynamic batching: %s", config.name, reason)
             return compiled
+        if batching.enabled is None and not rows_independent(compiled):
+            log.info(
+                "Model %s: no dynamic batching: a probe found rows of one batch affecting each "
+                "other's outputs (or it could not run); --dynamic_batching on would force it",
+                config.name,
+            )
+            return compiled
         version = _version_of(model_file)
         log.info(
             "Model %s version %d: dynamic batching of concurrent requests, %s, max queue delay "
@@ -395,6 +403,54 @@ class BatchingEngine:
     def close(self) -> None:
         """Release the inner engine."""
         self._inner.close()
+
+
+PROBE_FREE_SIZE = 32
+"""Size tried for a free non-batch dimension in the row-independence probe."""
+
+
+def rows_independent(compiled: CompiledModel) -> bool:
+    """Whether two rows run together give what each gives alone (random inputs, one try).
+
+    Shapes alone cannot prove that a model keeps rows apart (a normalisation over the batch axis
+    keeps the dynamic batch dimension), so ``auto`` also asks the model. Differences up to
+    1e-3 of the output's scale are rounding (kernels may differ with the batch size); mixing rows
+    gives far more. A probe that fails to run counts as "not proven".
+    """
+    rng = np.random.default_rng(0)
+    rows: list[dict[str, npt.NDArray[Any]]] = [{}, {}]
+    for spec in compiled.inputs:
+        dims = spec.shape.dims[1:]
+        sizes = [_probe_size(dim) for dim in dims]
+        dtype = spec.datatype.numpy_dtype
+        for row in rows:
+            if np.issubdtype(dtype, np.floating):
+                row[spec.name] = rng.random((1, *sizes)).astype(dtype)
+            else:
+                row[spec.name] = rng.integers(0, 2, (1, *sizes)).astype(dtype)
+    joined = {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
+    try:
+        alone = [asyncio.run(compiled.infer(row)) for row in rows]
+        together = asyncio.run(compiled.infer(joined))
+    except Exception:  # any failure means the probe proves nothing
+        log.debug("Row-independence probe failed", exc_info=True)
+        return False
+    for name, array in together.outputs.items():
+        separate = np.concatenate([result.outputs[name] for result in alone])
+        if array.shape != separate.shape:
+            return False
+        scale = float(np.abs(separate).max()) if separate.size else 0.0
+        if separate.size and float(np.abs(array - separate).max()) > 1e-3 * scale + 1e-6:
+            return False
+    return True
+
+
+def _probe_size(dim: Dimension) -> int:
+    """The dimension's size if static, else PROBE_FREE_SIZE brought into its range."""
+    if dim.is_static:
+        return dim.lower
+    size = max(PROBE_FREE_SIZE, dim.lower, 1)
+    return size if dim.upper is None else min(size, dim.upper)
 
 
 def _version_of(model_file: Path) -> int:

@@ -37,11 +37,13 @@ class RowModel:
 
     def __init__(
         self,
+        *,
         nireq: int = 1,
         delay: float = 0.0,
         inputs: Sequence[TensorSpec] = (),
         outputs: Sequence[TensorSpec] = (),
         collapse: bool = False,
+        mixing: bool = False,
     ) -> None:
         self.calls: list[dict[str, npt.NDArray[Any]]] = []
         self._nireq = nireq
@@ -49,6 +51,7 @@ class RowModel:
         self._inputs = tuple(inputs) or (spec("x", -1, 2),)
         self._outputs = tuple(outputs) or (spec("y", -1, 2), spec("rows", -1))
         self._collapse = collapse
+        self._mixing = mixing
         self.closed = False
 
     @property
@@ -77,6 +80,8 @@ class RowModel:
         if (x == POISON).any():
             raise InferenceFailed("poisoned")
         values = {"y": x * 2 + 1, "rows": x.reshape(x.shape[0], -1).sum(axis=1)}
+        if self._mixing:  # like a normalisation over the batch axis
+            values["y"] = x - x.mean(axis=0, keepdims=True)
         if self._collapse:
             values = {"y": (x * 2 + 1).sum(axis=0, keepdims=True), "rows": x.sum(keepdims=True)}
         names = outputs if outputs is not None else ["y", "rows"]
@@ -345,3 +350,33 @@ def test_a_slow_start_does_not_stop_batching_for_good() -> None:
 
     asyncio.run(run())
     assert sizes[-1] == 3
+
+
+@pytest.mark.parametrize(
+    ("model", "config", "wrapped"),
+    [
+        (RowModel(), BatchingConfig(), True),
+        (RowModel(mixing=True), BatchingConfig(), False),
+        (RowModel(mixing=True), BatchingConfig(enabled=True), True),
+        (RowModel(inputs=[spec("x", -1, 2, datatype=DataType.INT32)]), BatchingConfig(), True),
+    ],
+)
+def test_auto_asks_the_model_whether_rows_stay_apart(
+    model: RowModel, config: BatchingConfig, wrapped: bool
+) -> None:
+    engine = BatchingEngine(_Engine(model), config)
+    compiled = engine.load(Path("/m/1/model.xml"), ModelConfig("m", Path("/m")))
+    assert isinstance(compiled, BatchingModel) is wrapped
+
+
+class _Failing(RowModel):
+    async def infer(
+        self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str] | None = None
+    ) -> EngineResult:
+        raise InferenceFailed("cannot run the probe's sizes")
+
+
+def test_a_probe_that_cannot_run_proves_nothing() -> None:
+    engine = BatchingEngine(_Engine(_Failing()), BatchingConfig())
+    compiled = engine.load(Path("/m/1/model.xml"), ModelConfig("m", Path("/m")))
+    assert not isinstance(compiled, BatchingModel)
