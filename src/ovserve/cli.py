@@ -255,6 +255,14 @@ def _worker_count(args: argparse.Namespace) -> int:
     return max(grpc, rest)
 
 
+def _name_worker_in_logs(index: int) -> None:
+    """Prefix a worker's log records with ``[worker N]``: all workers share the parent's log."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(
+            logging.Formatter(f"[%(asctime)s][%(levelname)s][worker {index}][%(name)s] %(message)s")
+        )
+
+
 def _throughput_from_args(args: argparse.Namespace) -> BatchingConfig:
     check_limits(args.max_batch_size, args.max_queue_delay_microseconds)
     return BatchingConfig(
@@ -496,6 +504,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # INFO on stderr: a line per attempt that any client can cause. Errors only, unless the
     # user asks for more.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    if config.worker_slot is not None:
+        _name_worker_in_logs(config.worker_slot.index)
     if config.workers > 1 and config.worker_slot is None:
         from ovserve.workers.supervisor import run_supervisor
 

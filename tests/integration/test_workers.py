@@ -94,8 +94,8 @@ def test_two_workers_share_the_port_and_metrics_add_up(
         int(value) for value in re.findall(r"^ovms_requests_success\{.*\} (\d+)$", metrics, re.M)
     )
     # Gauges are summed too: one stream gauge series per model version, the sum of both.
-    assert "Worker 0 of 2" in server.log_text()
-    assert "Worker 1 of 2" in server.log_text()
+    assert "[worker 0][ovserve.server] Worker 0 of 2" in server.log_text()
+    assert "[worker 1][ovserve.server] Worker 1 of 2" in server.log_text()
 
 
 def test_reload_reaches_every_worker(server_factory: ServerPool, tmp_path: Path) -> None:

@@ -380,3 +380,29 @@ def test_a_probe_that_cannot_run_proves_nothing() -> None:
     engine = BatchingEngine(_Engine(_Failing()), BatchingConfig())
     compiled = engine.load(Path("/m/1/model.xml"), ModelConfig("m", Path("/m")))
     assert not isinstance(compiled, BatchingModel)
+
+
+class _Booleans(RowModel):
+    async def infer(
+        self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str] | None = None
+    ) -> EngineResult:
+        return EngineResult({"y": inputs["x"] > 0.5}, wait_us=0.0, infer_us=1.0)
+
+
+def test_boolean_outputs_can_be_probed() -> None:
+    engine = BatchingEngine(_Engine(_Booleans()), BatchingConfig())
+    compiled = engine.load(Path("/m/1/model.xml"), ModelConfig("m", Path("/m")))
+    assert isinstance(compiled, BatchingModel)
+
+
+class _Broken(RowModel):
+    async def infer(
+        self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str] | None = None
+    ) -> EngineResult:
+        return EngineResult({"y": object()}, wait_us=0.0, infer_us=1.0)  # type: ignore[dict-item]
+
+
+def test_a_probe_that_breaks_never_fails_the_load() -> None:
+    engine = BatchingEngine(_Engine(_Broken()), BatchingConfig())
+    compiled = engine.load(Path("/m/1/model.xml"), ModelConfig("m", Path("/m")))
+    assert not isinstance(compiled, BatchingModel)
