@@ -20,6 +20,7 @@ from ovserve.metrics import Metrics
 from ovserve.serving.load_watchdog import LoadWatchdog
 from ovserve.metrics import Metrics, add_batch_sizes, render_everywhere_with
 from ovserve.serving.batching import BatchingEngine
+from ovserve.serving.load_watchdog import LoadWatchdog
 from ovserve.serving.model_instance import ModelVersionState
 from ovserve.serving.model_manager import ModelManager
 from ovserve.serving.reloader import Reloader

@@ -37,7 +37,7 @@ import numpy.typing as npt
 from ovserve.config.batching import BatchingConfig
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.shape import Dimension
-from ovserve.engine.base import CompiledModel, EngineResult, InferenceEngine
+from ovserve.engine.base import CompiledModel, EngineResult, InferenceEngine, LoadStep
 from ovserve.tensors import DataType, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -361,9 +361,11 @@ class BatchingEngine:
         self._default = default or BatchingConfig()
         self.stats = stats or BatchStats()
 
-    def load(self, model_file: Path, config: ModelConfig) -> CompiledModel:
+    def load(
+        self, model_file: Path, config: ModelConfig, on_step: LoadStep | None = None
+    ) -> CompiledModel:
         """Compile with the inner engine; wrap the result when it may batch."""
-        compiled = self._inner.load(model_file, config)
+        compiled = self._inner.load(model_file, config, on_step)
         batching = config.batching if config.batching is not None else self._default
         rows, reason = batch_rows_limit(compiled.inputs, compiled.outputs, batching)
         if rows < 2:

@@ -14,7 +14,7 @@ import pytest
 from ovserve.config.batching import BatchingConfig
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.shape import Dimension, Shape
-from ovserve.engine.base import EngineResult
+from ovserve.engine.base import EngineResult, LoadStep
 from ovserve.errors import InferenceFailed
 from ovserve.serving.batching import (
     BatchingEngine,
@@ -292,7 +292,9 @@ class _Engine:
         self.model = model
         self.closed = False
 
-    def load(self, model_file: Path, config: ModelConfig) -> RowModel:
+    def load(
+        self, model_file: Path, config: ModelConfig, on_step: LoadStep | None = None
+    ) -> RowModel:
         return self.model
 
     def close(self) -> None:
