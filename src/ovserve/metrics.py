@@ -69,8 +69,14 @@ VARIANT_FAMILIES: Final = (
 )
 """ovserve's own families (OVMS has no shape variants); see the end of this module."""
 KNOWN_FAMILIES: Final = frozenset(
-    (*DEFAULT_FAMILIES, QUEUE_SIZE, ACTIVE_REQUESTS, *MEDIAPIPE_FAMILIES, *VARIANT_FAMILIES)
-    (*DEFAULT_FAMILIES, QUEUE_SIZE, ACTIVE_REQUESTS, *MEDIAPIPE_FAMILIES, "ovserve_batch_size")
+    (
+        *DEFAULT_FAMILIES,
+        QUEUE_SIZE,
+        ACTIVE_REQUESTS,
+        *MEDIAPIPE_FAMILIES,
+        *VARIANT_FAMILIES,
+        "ovserve_batch_size",
+    )
 )
 
 BUCKETS: Final = tuple(math.floor(10 * 1.8**i) for i in range(33))
@@ -401,6 +407,8 @@ class _VariantCollector:
 
     def describe(self) -> Iterable[Metric]:
         return ()
+
+
 # ---------------------------------------------------------------------------------------------
 # ovserve's own additions: batch sizes, and one view over several worker processes
 # ---------------------------------------------------------------------------------------------

@@ -16,8 +16,6 @@ from ovserve.engine.base import InferenceEngine
 from ovserve.engine.openvino_engine import OpenVINOEngine
 from ovserve.errors import ConfigError
 from ovserve.frontends.failure_log import FAILURES
-from ovserve.metrics import Metrics
-from ovserve.serving.load_watchdog import LoadWatchdog
 from ovserve.metrics import Metrics, add_batch_sizes, render_everywhere_with
 from ovserve.serving.batching import BatchingEngine
 from ovserve.serving.load_watchdog import LoadWatchdog
