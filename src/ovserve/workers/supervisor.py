@@ -67,6 +67,10 @@ class Supervisor:
         log.info("Started worker %d of %d (pid %d)", index, self._count, self._workers[index].pid)
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.request_stop()
+
+    def request_stop(self) -> None:
+        """Stop the workers and return from :meth:`run` (what SIGTERM and SIGINT do)."""
         self._stopping = True
 
     def run(self) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -37,14 +36,14 @@ def supervisor(tmp_path: Path, mode: str, count: int = 2) -> Supervisor:
     return Supervisor([mode], count, program=[sys.executable, str(script)])
 
 
-def stop_when(condition: object, timeout: float = 30.0) -> threading.Thread:
-    """SIGTERM this process (the supervisor's handler) once ``condition()`` holds."""
+def stop_when(runner: Supervisor, condition: object, timeout: float = 30.0) -> threading.Thread:
+    """Ask ``runner`` to stop (as its SIGTERM handler does) once ``condition()`` holds."""
 
     def run() -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not condition():  # type: ignore[operator]
             time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGTERM)
+        runner.request_stop()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -58,7 +57,7 @@ def ready(folder: Path, count: int) -> bool:
 def test_a_signal_stops_every_worker_and_the_status_is_0(tmp_path: Path) -> None:
     runner = supervisor(tmp_path, "serve")
     before = signal.getsignal(signal.SIGTERM)
-    thread = stop_when(lambda: ready(runner.folder, 2))
+    thread = stop_when(runner, lambda: ready(runner.folder, 2))
     assert runner.run() == 0
     thread.join()
     assert not runner.folder.exists()
@@ -72,13 +71,13 @@ def test_a_worker_failing_at_start_up_stops_the_server_with_its_status(tmp_path:
 def test_a_worker_that_dies_later_is_restarted(tmp_path: Path) -> None:
     runner = supervisor(tmp_path, "die-once", count=1)
     mark = runner.folder / "worker-0.ready"
-    thread = stop_when(lambda: mark.exists() and mark.read_text() == "serving")
+    thread = stop_when(runner, lambda: mark.exists() and mark.read_text() == "serving")
     assert runner.run() == 0
     thread.join()
 
 
 def test_a_worker_exiting_badly_on_stop_makes_the_status_non_zero(tmp_path: Path) -> None:
     runner = supervisor(tmp_path, "bad-exit", count=1)
-    thread = stop_when(lambda: ready(runner.folder, 1))
+    thread = stop_when(runner, lambda: ready(runner.folder, 1))
     assert runner.run() == 5
     thread.join()
