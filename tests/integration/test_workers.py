@@ -190,6 +190,10 @@ def wait_busy(server: ServerProcess, futures: list[Future[Any]]) -> dict[str, in
     """pid → requests in flight, once every unfinished request has reached a worker."""
     deadline = time.monotonic() + 30
     while True:
+        # Counted on both sides of the scrape: when no request finished meanwhile and the workers
+        # hold as many as are unfinished, every unfinished request is in a worker (a request still
+        # connecting at the signal would be refused, rightly, and fail the test for no fault).
+        pending_before = sum(not future.done() for future in futures)
         metrics = rest(server, "GET", "/metrics")[1].decode()
         busy = {
             pid: int(value)
@@ -198,6 +202,7 @@ def wait_busy(server: ServerProcess, futures: list[Future[Any]]) -> dict[str, in
             )
         }
         pending = sum(not future.done() for future in futures)
-        if sum(busy.values()) >= pending or time.monotonic() > deadline:
+        settled = pending == pending_before == sum(busy.values())
+        if settled or time.monotonic() > deadline:
             return busy
         time.sleep(0.05)
