@@ -18,6 +18,8 @@ import logging
 from pathlib import Path
 from typing import Final
 
+from ovserve.heap import malloc_trim
+
 log = logging.getLogger(__name__)
 
 MADV_PAGEOUT: Final = 21
@@ -55,7 +57,6 @@ def release_after_load(maps: Path = Path("/proc/self/maps")) -> int:
     for start, end in mappings(LIBRARIES, maps):
         if libc.madvise(start, end - start, MADV_PAGEOUT) == 0:
             released += 1
-    with contextlib.suppress(AttributeError):
-        libc.malloc_trim(0)
+    malloc_trim()
     log.debug("Paged out %d ranges of OpenVINO's code after a load", released)
     return released

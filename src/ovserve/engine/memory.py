@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
-import functools
 import logging
 import os
 import threading
@@ -65,29 +62,6 @@ def lower_thread_priority() -> None:
     """
     with contextlib.suppress(OSError, AttributeError):  # not Linux, or not permitted
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
-
-
-@functools.cache
-def _libc_malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
-
-
-def malloc_trim() -> bool:
-    """Return glibc's free heap pages to the system; False where there is no malloc_trim."""
-    trim = _libc_malloc_trim()
-    if trim is None:
-        return False
-    trim(0)
-    return True
 
 
 class IdleTimer:

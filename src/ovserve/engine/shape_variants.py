@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import numpy.typing as npt
 
+from ovserve import heap
 from ovserve.config.variants import VariantConfig
 from ovserve.engine import memory
 from ovserve.engine.base import CompiledModel, EngineResult
@@ -74,7 +75,7 @@ class ShapeVariants:
         build: Callable[[ShapeKey], ReleasableModel],
         config: VariantConfig,
         background: concurrent.futures.Executor,
-        trim: Callable[[], bool] = memory.malloc_trim,
+        trim: Callable[[], bool] = heap.malloc_trim,
     ) -> None:
         self._name = name
         self._dynamic = dynamic

@@ -9,12 +9,12 @@ in flight. Elsewhere than glibc it does nothing.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 import time
 from collections.abc import Callable
 from typing import Final
+
+from ovserve.heap import malloc_trim_function
 
 log = logging.getLogger(__name__)
 
@@ -22,21 +22,7 @@ MIN_INTERVAL: Final = 1.0
 """Seconds between two trims."""
 
 
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
-
-
-_MALLOC_TRIM: Final = _load_malloc_trim()
+_MALLOC_TRIM: Final = malloc_trim_function()
 
 
 class Trimmer:

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from ovserve import heap
 from ovserve.engine import memory
 
 
@@ -31,7 +32,7 @@ def test_onednn_cache_is_capped_unless_the_environment_says_otherwise(
 
 
 def test_malloc_trim_runs_on_glibc() -> None:
-    assert memory.malloc_trim() is True
+    assert heap.malloc_trim() is True
 
 
 def test_background_threads_run_at_lower_priority() -> None:
