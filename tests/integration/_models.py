@@ -132,14 +132,20 @@ def string_model() -> ov.Model:
     return ov.Model([out], [text], "strings")
 
 
-def slow_model(size: int = 1024, depth: int = 48, seed: int = 0) -> ov.Model:
-    """``x`` [-1, size] through ``depth`` MatMul+Tanh layers: ~1 s per [size, size] request here."""
+def slow_model(size: int = 1024, depth: int = 48, seed: int = 0, summed: bool = False) -> ov.Model:
+    """``x`` [-1, size] through ``depth`` MatMul+Tanh layers: ~1 s per [size, size] request here.
+
+    ``summed`` adds up each row at the end: ``y`` is [-1, 1], a reply of a few bytes (a large reply
+    to a slow client can be cut short by the peer's close at shutdown: see test_workers).
+    """
     rng = np.random.default_rng(seed)
     weights = ops.constant((rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32))
     x = _parameter("x", [-1, size], np.float32)
     node: Any = x
     for _ in range(depth):
         node = ops.tanh(ops.matmul(node, weights, False, False))
+    if summed:
+        node = ops.reduce_sum(node, np.array([1], dtype=np.int64), keep_dims=True)
     return ov.Model([_named(node, "y")], [x], "slow")
 
 
