@@ -192,10 +192,13 @@ def test_sigterm_drains_every_worker(server_factory: ServerPool, tmp_path: Path)
 def wait_busy(server: ServerProcess, futures: list[Future[Any]]) -> dict[str, int]:
     """pid → requests in flight, once every unfinished request has reached a worker."""
     deadline = time.monotonic() + 30
+    previous: tuple[int, dict[str, int]] | None = None
     while True:
         # Counted on both sides of the scrape: when no request finished meanwhile and the workers
         # hold as many as are unfinished, every unfinished request is in a worker (a request still
-        # connecting at the signal would be refused, rightly, and fail the test for no fault).
+        # connecting at the signal would be refused, rightly, and fail the test for no fault). The
+        # same count on two scrapes in a row rules out a request that left a worker just as
+        # another was still on its way in.
         pending_before = sum(not future.done() for future in futures)
         metrics = rest(server, "GET", "/metrics")[1].decode()
         busy = {
@@ -206,6 +209,7 @@ def wait_busy(server: ServerProcess, futures: list[Future[Any]]) -> dict[str, in
         }
         pending = sum(not future.done() for future in futures)
         settled = pending == pending_before == sum(busy.values())
-        if settled or time.monotonic() > deadline:
+        if (settled and previous == (pending, busy)) or time.monotonic() > deadline:
             return busy
+        previous = (pending, busy) if settled else None
         time.sleep(0.05)
