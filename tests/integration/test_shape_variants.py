@@ -3,6 +3,10 @@
 The server runs a dynamic-size conv model at f32 with a variant after two requests of a shape;
 a client that repeats one shape ends up on the variant (seen in ``/metrics`` and the log) and
 every answer, before and after, equals in-process OpenVINO. Metadata stays dynamic.
+
+With a dynamic batch dimension too, dynamic batching wraps the variants: the variants must still
+be built for the shapes requests have (the batcher's load-time probe is not traffic) and their
+counts must still reach ``/metrics``.
 """
 
 from __future__ import annotations
@@ -54,6 +58,16 @@ def variant_counts(server: ServerProcess) -> dict[str, float]:
     }
 
 
+def variant_families(server: ServerProcess) -> set[str]:
+    """The shape-variant metric families that have a sample for the model."""
+    labels = frozenset({"name": MODEL, "version": "1"}.items())
+    return {
+        family
+        for family, sample_labels in scrape(server.rest_url)
+        if family.startswith("ovserve_shape_variant") and sample_labels == labels
+    }
+
+
 def wait_for(server: ServerProcess, family: str, value: float, seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while variant_counts(server)[family] < value:
@@ -90,3 +104,37 @@ def test_a_second_repeated_shape_evicts_the_first(server: ServerProcess) -> None
     wait_for(server, "s_evicted", before["s_evicted"] + 1)
     assert variant_counts(server)["s"] == 1
     assert "evicted the static variant for shape" in server.log_text()
+
+
+@pytest.fixture(scope="module")
+def batching_server(module_server_factory: ServerPool, model_path: Path) -> ServerProcess:
+    """The same model with a dynamic batch dimension too: ``auto`` batching wraps it."""
+    args = ["--model_name", MODEL, "--model_path", str(model_path.parent.parent)]
+    args += ["--shape", "(-1,3,-1,-1)", "--metrics_enable", *F32_FLAGS]
+    args += ["--max_shape_variants", "1", "--shape_variant_threshold", "2"]
+    return module_server_factory.start(args, rest=True)
+
+
+def test_with_batching_the_variant_metrics_are_exported(batching_server: ServerProcess) -> None:
+    assert "version 1: dynamic batching of concurrent requests" in batching_server.log_text()
+    assert variant_families(batching_server) >= {
+        "ovserve_shape_variants_compiled",
+        "ovserve_shape_variants",
+        "ovserve_shape_variant_requests",
+    }
+
+
+def test_with_batching_a_repeated_shape_runs_on_a_variant(
+    batching_server: ServerProcess, model_path: Path
+) -> None:
+    rng = np.random.default_rng(5)
+    arrays = [rng.random((1, 3, 32, 48), dtype=np.float32) for _ in range(2)]
+    answers = [(array, infer(batching_server, array)) for array in arrays]
+    wait_for(batching_server, "s_compiled", 1)
+    assert "compiled a static variant for shape (1,3,32,48)" in batching_server.log_text()
+    later = [rng.random((1, 3, 32, 48), dtype=np.float32) for _ in range(2)]
+    answers += [(array, infer(batching_server, array)) for array in later]
+    assert variant_counts(batching_server)["_requests"] == 2
+    for array, answer in answers:
+        expected = reference(model_path, {"data": array})["out"]
+        np.testing.assert_allclose(answer, expected, rtol=1e-5, atol=1e-5)

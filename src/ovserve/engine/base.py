@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy.typing as npt
 
@@ -72,3 +72,51 @@ class InferenceEngine(Protocol):
 
     def close(self) -> None:
         """Release runtime-wide resources."""
+
+
+@dataclass(frozen=True, slots=True)
+class VariantStats:
+    """Shape-variant counts of one model version, for metrics."""
+
+    compiled: int
+    evicted: int
+    failed: int
+    served: int
+    live: int
+
+
+@runtime_checkable
+class ReportsVariants(Protocol):
+    """A compiled model that may run on static shape variants (or wraps one that does).
+
+    Wrappers (dynamic batching) forward it, so serving code asks the model it holds instead of
+    looking through layers for a particular class.
+    """
+
+    @property
+    def variant_stats(self) -> VariantStats | None:
+        """Counts of the variants; None when the model has none."""
+
+
+@runtime_checkable
+class Probeable(Protocol):
+    """A compiled model that keeps books on its traffic (shape counts, idle timers).
+
+    A load-time probe is not traffic: it runs on ``probe_model``, the same computation without
+    that bookkeeping, so it cannot ask for a shape variant nobody sends nor arm timers on the
+    short-lived event loop the probe runs in.
+    """
+
+    @property
+    def probe_model(self) -> CompiledModel:
+        """The model to run probes on."""
+
+
+def variant_stats_of(model: CompiledModel) -> VariantStats | None:
+    """``model``'s shape-variant counts, or None when it has no variants."""
+    return model.variant_stats if isinstance(model, ReportsVariants) else None
+
+
+def probe_model_of(model: CompiledModel) -> CompiledModel:
+    """The model a load-time probe should run on (``model`` itself unless it keeps books)."""
+    return model.probe_model if isinstance(model, Probeable) else model

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from ovserve import heap
 from ovserve.config.variants import VariantConfig
 from ovserve.engine import memory
-from ovserve.engine.base import CompiledModel, EngineResult
+from ovserve.engine.base import CompiledModel, EngineResult, VariantStats
 from ovserve.engine.variant_policy import ShapeKey, VariantCounts, VariantPolicy
 from ovserve.errors import OvserveError
 from ovserve.tensors import TensorSpec
@@ -44,17 +44,6 @@ class ReleasableModel(CompiledModel, Protocol):
 
     async def release_memory(self) -> bool:
         """Release buffers while no inference runs; False (nothing done) when busy."""
-
-
-@dataclass(frozen=True, slots=True)
-class VariantStats:
-    """What metrics report for one model version."""
-
-    compiled: int
-    evicted: int
-    failed: int
-    served: int
-    live: int
 
 
 @dataclass(slots=True)
@@ -127,6 +116,16 @@ class ShapeVariants:
         return VariantStats(
             counts.compiled, counts.evicted, counts.failed, counts.served, len(self._policy)
         )
+
+    @property
+    def variant_stats(self) -> VariantStats:
+        """The same counts (:class:`~ovserve.engine.base.ReportsVariants`)."""
+        return self.stats
+
+    @property
+    def probe_model(self) -> CompiledModel:
+        """The dynamic model: probes are not traffic (:class:`~ovserve.engine.base.Probeable`)."""
+        return self._dynamic
 
     @property
     def variant_shapes(self) -> list[ShapeKey]:

@@ -37,7 +37,15 @@ import numpy.typing as npt
 from ovserve.config.batching import BatchingConfig
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.shape import Dimension
-from ovserve.engine.base import CompiledModel, EngineResult, InferenceEngine, LoadStep
+from ovserve.engine.base import (
+    CompiledModel,
+    EngineResult,
+    InferenceEngine,
+    LoadStep,
+    VariantStats,
+    probe_model_of,
+    variant_stats_of,
+)
 from ovserve.tensors import DataType, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -168,6 +176,16 @@ class BatchingModel:
     def max_rows(self) -> int:
         """Most rows one batch holds."""
         return self._max_rows
+
+    @property
+    def variant_stats(self) -> VariantStats | None:
+        """The wrapped model's shape-variant counts, if it has variants."""
+        return variant_stats_of(self._inner)
+
+    @property
+    def probe_model(self) -> CompiledModel:
+        """What the wrapped model runs probes on."""
+        return probe_model_of(self._inner)
 
     async def infer(self, inputs: Arrays, outputs: Sequence[str] | None = None) -> EngineResult:
         """Queue this request with others of its kind; return its own slice of the result."""
@@ -371,7 +389,8 @@ class BatchingEngine:
         if rows < 2:
             log.debug("Model %s: no dynamic batching: %s", config.name, reason)
             return compiled
-        if batching.enabled is None and not _probe_says_independent(compiled):
+        # The probe runs under the layers that count traffic (shape variants): it is not traffic.
+        if batching.enabled is None and not _probe_says_independent(probe_model_of(compiled)):
             log.info(
                 "Model %s: no dynamic batching: a probe found rows of one batch affecting each "
                 "other's outputs (or it could not run); --dynamic_batching on would force it",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ovserve.engine.shape_variants import ShapeVariants
+from ovserve.engine.base import variant_stats_of
 from ovserve.metrics import Metrics, VariantSample, attach_variant_source
 from ovserve.serving.service import ServingService
 
@@ -13,9 +13,8 @@ def variant_samples(service: ServingService) -> Iterator[VariantSample]:
     """One sample per AVAILABLE version whose model is served with shape variants."""
     for model in service.models:
         for instance in model.available():
-            compiled = instance.compiled
-            if isinstance(compiled, ShapeVariants):
-                stats = compiled.stats
+            stats = variant_stats_of(instance.compiled)  # through wrappers such as batching
+            if stats is not None:
                 yield VariantSample(
                     model.name,
                     instance.version,

@@ -14,7 +14,13 @@ import pytest
 from ovserve.config.batching import BatchingConfig
 from ovserve.config.model_config import ModelConfig
 from ovserve.config.shape import Dimension, Shape
-from ovserve.engine.base import EngineResult, LoadStep
+from ovserve.engine.base import (
+    EngineResult,
+    LoadStep,
+    VariantStats,
+    probe_model_of,
+    variant_stats_of,
+)
 from ovserve.errors import InferenceFailed
 from ovserve.serving.batching import (
     BatchingEngine,
@@ -408,3 +414,41 @@ def test_a_probe_that_breaks_never_fails_the_load() -> None:
     engine = BatchingEngine(_Engine(_Broken()), BatchingConfig())
     compiled = engine.load(Path("/m/1/model.xml"), ModelConfig("m", Path("/m")))
     assert not isinstance(compiled, BatchingModel)
+
+
+class _Counted(RowModel):
+    """Like ShapeVariants: counts its traffic, and offers the model under it for probes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.under = RowModel()
+        self.counted = 0
+
+    async def infer(
+        self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str] | None = None
+    ) -> EngineResult:
+        self.counted += 1
+        return await self.under.infer(inputs, outputs)
+
+    @property
+    def probe_model(self) -> RowModel:
+        return self.under
+
+    @property
+    def variant_stats(self) -> VariantStats:
+        return VariantStats(compiled=self.counted, evicted=0, failed=0, served=0, live=0)
+
+
+def test_the_probe_is_not_traffic_and_variant_counts_show_through() -> None:
+    counted = _Counted()
+    compiled = BatchingEngine(_Engine(counted), BatchingConfig()).load(
+        Path("/m/1/model.xml"), ModelConfig("m", Path("/m"))
+    )
+    assert isinstance(compiled, BatchingModel)
+    assert counted.counted == 0  # the probe ran on the model under it
+    assert len(counted.under.calls) == 3
+    asyncio.run(compiled.infer({"x": x_of(1)}))
+    assert counted.counted == 1
+    assert variant_stats_of(compiled) == VariantStats(1, 0, 0, 0, 0)
+    assert probe_model_of(compiled) is counted.under
+    assert variant_stats_of(batching(RowModel())[0]) is None
