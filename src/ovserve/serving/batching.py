@@ -6,9 +6,15 @@ it computes 1 (measured: 23.8 vs 23.9 us on the tiny model). So requests that ar
 waiting* are concatenated along the batch dimension, run once and split back.
 
 It is opportunistic: a request never waits for company unless ``max_queue_delay_us`` says so.
-Requests queue only while every infer request of the model is busy (or for one turn of the event
-loop, which takes whatever else is ready); the next free slot takes all the queued requests of
-one kind together, up to ``max_batch_size`` rows. Requests of different kinds are never mixed:
+A request that finds the model idle (no delay configured, nothing queued, a free infer request,
+no inference started in this turn of the event loop) runs at once in its own coroutine, as if
+there were no batcher: one request in flight costs no extra loop turn and no task. Otherwise it
+queues: while every infer request of the model is busy, or for the rest of a loop turn in which
+an inference started (the requests a busy loop reads in one turn arrive together: the first runs
+at once, the others join the next batch, even when inferences are short enough to run inline).
+The next free slot takes all the queued requests of one kind together, up to ``max_batch_size``
+rows, in a task of its own (a cancelled request never cancels its batch). Requests of different
+kinds are never mixed:
 the kind is the non-batch shape and datatype of every input plus the requested outputs, and each
 version has its own compiled model and so its own batcher.
 
@@ -151,6 +157,8 @@ class BatchingModel:
         self._slots = max(inner.nireq, 1)
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._started_this_turn = False
+        """An inference started in this turn of the event loop (cleared at the next turn)."""
 
     @property
     def inputs(self) -> Sequence[TensorSpec]:
@@ -188,7 +196,8 @@ class BatchingModel:
         return probe_model_of(self._inner)
 
     async def infer(self, inputs: Arrays, outputs: Sequence[str] | None = None) -> EngineResult:
-        """Queue this request with others of its kind; return its own slice of the result."""
+        """Run at once if the model is idle, else queue with others of its kind; return its own
+        slice of the result."""
         rows = _rows(inputs)
         if rows is None or rows >= self._max_rows:
             return await self._inner.infer(inputs, outputs)
@@ -196,8 +205,15 @@ class BatchingModel:
             result = await self._inner.infer(inputs, outputs)
             self._measured(result, rows)  # keeps measuring: the model may turn out short
             return result
-        key = _key(inputs, outputs)
         loop = asyncio.get_running_loop()
+        if (
+            not self._delay
+            and not self._queues
+            and not self._started_this_turn
+            and self._running < self._slots
+        ):
+            return await self._run_now(loop, inputs, outputs, rows)
+        key = _key(inputs, outputs)
         item = _Item(inputs, rows, loop.create_future(), time.perf_counter())
         queue = self._queues.get(key)
         if queue is None:
@@ -206,6 +222,35 @@ class BatchingModel:
         queue.rows += rows
         self._schedule(loop, full=queue.rows >= self._max_rows)
         return await item.future
+
+    async def _run_now(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        inputs: Arrays,
+        outputs: Sequence[str] | None,
+        rows: int,
+    ) -> EngineResult:
+        """Run a request that found the model idle, in the caller's own coroutine."""
+        self._running += 1
+        self._mark_started(loop)
+        try:
+            result = await self._inner.infer(inputs, outputs)
+        finally:
+            self._running -= 1
+            if self._queues:  # requests that came while it ran
+                self._schedule(loop)
+        self._measured(result, rows)
+        self._record(1)
+        return result
+
+    def _mark_started(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Note that an inference started in this loop turn: later arrivals of the turn queue."""
+        if not self._started_this_turn:
+            self._started_this_turn = True
+            loop.call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self._started_this_turn = False
 
     def _compute_bound(self) -> bool:
         """Whether a row takes so long that batching saves nothing worth a copy (auto mode)."""
@@ -257,6 +302,7 @@ class BatchingModel:
         return [], None
 
     async def _run(self, batch: list[_Item], outputs: Sequence[str] | None) -> None:
+        self._mark_started(asyncio.get_running_loop())
         try:
             if len(batch) == 1:
                 await self._run_one(batch[0], outputs)

@@ -119,9 +119,10 @@ def test_waiting_requests_run_as_one_inference_and_each_gets_its_rows() -> None:
     batched, sizes = batching(model)
     requests = [({"x": x_of(float(i))}, None) for i in range(5)] + [({"x": x_of(7, 8)}, None)]
     results = asyncio.run(gather(batched, requests))
-    assert len(model.calls) == 1
-    assert model.calls[0]["x"].shape == (7, 2)
-    assert sizes == [6]
+    # The first finds the model idle and runs at once; the others, arriving in the same loop
+    # turn, wait for it and run together.
+    assert [call["x"].shape for call in model.calls] == [(1, 2), (6, 2)]
+    assert sizes == [1, 5]
     for (inputs, _), result in zip(requests, results, strict=True):
         np.testing.assert_array_equal(result.outputs["y"], inputs["x"] * 2 + 1)
         np.testing.assert_array_equal(result.outputs["rows"], inputs["x"].sum(axis=1))
@@ -150,12 +151,13 @@ def test_kinds_never_mix() -> None:
         ({"x": x_of(7)}, ["y"]),
     ]
     results = asyncio.run(gather(batched, requests))
-    assert len(model.calls) == 4
+    assert len(model.calls) == 5  # the first at once, then one batch per kind
     for (inputs, outputs), result in zip(requests, results, strict=True):
         assert list(result.outputs) == (outputs or ["y", "rows"])
         np.testing.assert_array_equal(result.outputs["y"], inputs["x"] * 2 + 1)
     shapes = sorted((call["x"].shape, call["x"].dtype.str) for call in model.calls)
-    assert shapes == sorted([((2, 2), "<f4"), ((2, 3), "<f4"), ((1, 2), "<f8"), ((2, 2), "<f4")])
+    expected = [((1, 2), "<f4"), ((1, 2), "<f4"), ((2, 3), "<f4"), ((1, 2), "<f8"), ((2, 2), "<f4")]
+    assert shapes == sorted(expected)
 
 
 def test_a_failure_reaches_only_its_own_request() -> None:
@@ -173,15 +175,16 @@ def test_a_failure_reaches_only_its_own_request() -> None:
 def test_outputs_without_the_batch_rows_turn_batching_off() -> None:
     model = RowModel(collapse=True)
     batched, sizes = batching(model)
-    requests = [({"x": x_of(1)}, None), ({"x": x_of(2)}, None)]
+    requests = [({"x": x_of(float(i))}, None) for i in (1, 2, 3)]
     results = asyncio.run(gather(batched, requests))
-    np.testing.assert_array_equal(results[0].outputs["y"], x_of(3))
-    np.testing.assert_array_equal(results[1].outputs["y"], x_of(5))
-    assert [call["x"].shape[0] for call in model.calls] == [2, 1, 1]
+    for i, result in zip((1, 2, 3), results, strict=True):
+        np.testing.assert_array_equal(result.outputs["y"], x_of(2.0 * i + 1))
+    # The first runs at once; the batch of the other two collapses, so they run again alone.
+    assert [call["x"].shape[0] for call in model.calls] == [1, 2, 1, 1]
     asyncio.run(gather(batched, requests))
-    assert [call["x"].shape[0] for call in model.calls] == [2, 1, 1, 1, 1]
+    assert [call["x"].shape[0] for call in model.calls] == [1, 2, 1, 1, 1, 1, 1]
     assert batched.max_rows == 0
-    assert sizes == [1, 1]  # unbatched requests are not counted as batches
+    assert sizes == [1, 1, 1]  # unbatched requests are not counted as batches
 
 
 def test_batches_hold_at_most_max_rows() -> None:
@@ -317,8 +320,8 @@ def test_the_engine_wraps_models_that_may_batch_and_counts_per_version() -> None
     assert compiled.max_rows == 4
     assert (compiled.nireq, compiled.streams) == (1, 1)
     assert [s.name for s in compiled.inputs] == ["x"]
-    asyncio.run(gather(compiled, [({"x": x_of(1)}, None), ({"x": x_of(2)}, None)]))
-    assert stats.sizes == {("m", 3): {2: 1}}
+    asyncio.run(gather(compiled, [({"x": x_of(float(i))}, None) for i in range(3)]))
+    assert stats.sizes == {("m", 3): {1: 1, 2: 1}}  # the first at once, then the other two
     off = ModelConfig("m", Path("/models/m"), batching=BatchingConfig(enabled=False))
     assert isinstance(engine.load(Path("/models/m/3/model.xml"), off), RowModel)
     compiled.close()
@@ -334,12 +337,12 @@ def test_auto_batching_steps_aside_for_compute_bound_models() -> None:
     slow = RowModel(delay=0.05)
     forced = BatchingModel(slow, 32, 0, True, sizes.append, adaptive=False)
     requests = [({"x": x_of(float(i))}, None) for i in range(3)]
-    asyncio.run(gather(auto, requests))  # the first runs measure it: batched
+    asyncio.run(gather(auto, requests))  # the first runs measure it; the other two queued
     asyncio.run(gather(auto, requests))
-    assert [call["x"].shape[0] for call in model.calls] == [3, 1, 1, 1]
+    assert [call["x"].shape[0] for call in model.calls] == [1, 2, 1, 1, 1]
     asyncio.run(gather(forced, requests))
     asyncio.run(gather(forced, requests))
-    assert [call["x"].shape[0] for call in slow.calls] == [3, 3]
+    assert [call["x"].shape[0] for call in slow.calls] == [1, 2, 1, 2]
 
 
 def test_a_slow_start_does_not_stop_batching_for_good() -> None:
@@ -354,10 +357,10 @@ def test_a_slow_start_does_not_stop_batching_for_good() -> None:
             await batched.infer({"x": x_of(1)})
         calls = len(model.calls)
         await gather(batched, requests)
-        assert len(model.calls) == calls + 1  # batched again
+        assert len(model.calls) == calls + 2  # the first at once, the other two batched again
 
     asyncio.run(run())
-    assert sizes[-1] == 3
+    assert sizes[-1] == 2
 
 
 @pytest.mark.parametrize(
@@ -452,3 +455,44 @@ def test_the_probe_is_not_traffic_and_variant_counts_show_through() -> None:
     assert variant_stats_of(compiled) == VariantStats(1, 0, 0, 0, 0)
     assert probe_model_of(compiled) is counted.under
     assert variant_stats_of(batching(RowModel())[0]) is None
+
+
+def test_a_request_that_finds_the_model_idle_runs_at_once_in_its_own_coroutine() -> None:
+    model = RowModel()
+    batched, sizes = batching(model)
+
+    async def run() -> EngineResult:
+        call = batched.infer({"x": x_of(1)})
+        try:
+            call.send(None)  # the model is synchronous: nothing to wait for, no loop turn
+        except StopIteration as done:
+            result: EngineResult = done.value
+            return result
+        call.close()
+        raise AssertionError("an idle model's request waited for a loop turn")
+
+    result = asyncio.run(run())
+    np.testing.assert_array_equal(result.outputs["y"], x_of(3))
+    assert sizes == [1]
+
+
+def test_a_request_run_at_once_keeps_its_own_error_and_cancellation() -> None:
+    model = RowModel(nireq=1, delay=0.02)
+    batched, sizes = batching(model)
+
+    async def run() -> list[Any]:
+        poisoned = await gather(batched, [({"x": x_of(POISON)}, None), ({"x": x_of(1)}, None)])
+        gone = asyncio.ensure_future(batched.infer({"x": x_of(2)}))
+        await asyncio.sleep(0.005)  # it runs, alone, in its own task
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        after = await batched.infer({"x": x_of(3)})  # the slot is free again: runs at once
+        return [*poisoned, after]
+
+    poisoned, other, after = asyncio.run(run())
+    assert isinstance(poisoned, InferenceFailed)
+    np.testing.assert_array_equal(other.outputs["y"], x_of(3))
+    np.testing.assert_array_equal(after.outputs["y"], x_of(7))
+    assert [call["x"][0, 0] for call in model.calls] == [POISON, 1, 2, 3]
+    assert sizes == [1, 1]
