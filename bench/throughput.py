@@ -1,13 +1,15 @@
 """Throughput bench: batching, workers, one core per side, memory. Tables for bench/throughput.md.
 
 usage: bench/run-throughput [--seconds N] [--rounds N] [--sections tiny pinned memory]
-                            [--peers auto|none] [--baseline_src PATH]
+                            [--peers auto|none] [--baseline_src PATH] [--concs N ...]
+                            [--tiny_servers ovserve ovserve-nobatch ovserve-2workers]
 
 Sections (every ratio is taken within one run, variants interleaved in rounds):
   tiny    the tiny model over KServe gRPC (h2load) and REST JSON (hey) at c = 1, 8, 32:
           ovserve with default flags, with --dynamic_batching off, with --grpc_workers 2, and
-          Triton from the peer kit. Per run: req/s, latency, server CPU per request, and for
-          ovserve the mean batch (requests per inference, from ovserve_batch_size in /metrics).
+          Triton from the peer kit (and ovserve-baseline: --baseline_src's tree). Per run:
+          req/s, latency, server CPU per request, and for ovserve the mean batch (requests per
+          inference, from ovserve_batch_size in /metrics).
   pinned  conv (602 KB) and face (300x300, 600x400): the server pinned to core 0, the load
           generator to core 1 (sched affinity, inherited by h2load/hey), against in-process
           OpenVINO pinned to core 0; KServe gRPC raw and KServe REST with the binary extension.
@@ -233,9 +235,15 @@ def section_tiny(
     variants: list[Callable[[], Run]] = []
     with contextlib.ExitStack() as stack:
         targets = []
-        for name, flags in (("ovserve", []), ("ovserve-nobatch", ["--dynamic_batching", "off"]),
-                            ("ovserve-2workers", ["--grpc_workers", "2"])):  # fmt: skip
-            t = start(name, "tiny", models / "tiny", logs, [*flags, "--metrics_enable"])
+        chosen: list[tuple[str, list[str], Path | None]] = [
+            (name, flags, None) for name, flags in TINY_SERVERS.items() if name in args.tiny_servers
+        ]
+        if args.baseline_src is not None:  # the same default flags on another tree's src/
+            chosen.insert(1, ("ovserve-baseline", [], args.baseline_src))
+        for name, flags, src in chosen:
+            t = start(
+                name, "tiny", models / "tiny", logs, [*flags, "--metrics_enable"], env_src=src
+            )
             stack.callback(servers.stop, t.srv)
             targets.append(t)
         for peer in peers:
@@ -258,6 +266,14 @@ def section_tiny(
                     variants.append(measure_server(t, req, api, conc, args.seconds, work,
                                                    logs / "load-last.txt"))  # fmt: skip
         rounds(results, "tiny", variants, args.rounds)
+
+
+TINY_SERVERS = {
+    "ovserve": [],
+    "ovserve-nobatch": ["--dynamic_batching", "off"],
+    "ovserve-2workers": ["--grpc_workers", "2"],
+}
+"""The ovserve servers of the tiny section and their flags (besides --metrics_enable)."""
 
 
 @contextlib.contextmanager
@@ -375,10 +391,14 @@ def cell(runs: list[Run]) -> str:
     return text + ("" if math.isnan(batch) else f" b={batch:.2f}")
 
 
-def ratio(runs: list[Run], over: list[Run]) -> str:
-    """Median of per-round ratios, with their range."""
-    by_round = {r.round: r.rps for r in over}
-    values = sorted(r.rps / by_round[r.round] for r in runs if by_round.get(r.round))
+def ratio(runs: list[Run], over: list[Run], what: str = "rps") -> str:
+    """Median of per-round ratios (of req/s, or of ``what``), with their range."""
+    by_round = {r.round: getattr(r, what) for r in over}
+    values = sorted(
+        getattr(r, what) / by_round[r.round]
+        for r in runs
+        if by_round.get(r.round) and not math.isnan(getattr(r, what))
+    )
     if not values:
         return "-"
     return f"{statistics.median(values):.2f} ({values[0]:.2f}..{values[-1]:.2f})"
@@ -395,6 +415,7 @@ def tables(results: Results) -> str:
         if peer:
             head += [f"{n} / {peer}" for n in ovs]
         head += [f"{n} / ovserve" for n in ovs if n != "ovserve"]
+        head += [f"CPU/req {n} / ovserve" for n in ovs if n != "ovserve"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + " --- |" * len(head))
         for api in dict.fromkeys(r.api for r in tiny):
@@ -407,6 +428,7 @@ def tables(results: Results) -> str:
                 if peer:
                     row += [ratio(sel[n], sel[peer]) for n in ovs]
                 row += [ratio(sel[n], sel["ovserve"]) for n in ovs if n != "ovserve"]
+                row += [ratio(sel[n], sel["ovserve"], "cpu_us") for n in ovs if n != "ovserve"]
                 out.append("| " + " | ".join(row) + " |")
         out.append("\nCells: median req/s (mean / p99 ms of the median run), server CPU per "
                    "request, b= mean requests per inference (ovserve's batches). Ratios: median of "
@@ -452,7 +474,10 @@ def parse_args() -> argparse.Namespace:
     add("--face_sizes", nargs="+", default=["300x300", "600x400"])
     add("--peers", default="auto")
     add("--baseline_src", type=Path, default=None,
-        help="another tree's src/ folder to measure memory of, with this venv")  # fmt: skip
+        help="another tree's src/ folder (e.g. main's) run with this venv: memory, and in the "
+             "tiny section as ovserve-baseline with default flags")  # fmt: skip
+    add("--tiny_servers", nargs="+", default=list(TINY_SERVERS), choices=list(TINY_SERVERS),
+        help="the ovserve servers of the tiny section")  # fmt: skip
     add("--out", type=Path, default=BENCH / "results")
     return parser.parse_args()
 
