@@ -7,11 +7,13 @@ waiting* are concatenated along the batch dimension, run once and split back.
 
 It is opportunistic: a request never waits for company unless ``max_queue_delay_us`` says so.
 A request that finds the model idle (no delay configured, nothing queued, a free infer request,
-no inference started in this turn of the event loop) runs at once in its own coroutine, as if
-there were no batcher: one request in flight costs no extra loop turn and no task. Otherwise it
-queues: while every infer request of the model is busy, or for the rest of a loop turn in which
-an inference started (the requests a busy loop reads in one turn arrive together: the first runs
-at once, the others join the next batch, even when inferences are short enough to run inline).
+no inference started in this turn of the event loop, the last queued batch not a shared one) runs
+at once in its own coroutine, as if there were no batcher: one request in flight costs no extra
+loop turn and no task. Otherwise it queues: while every infer request of the model is busy, or
+for the rest of a loop turn in which an inference started (the requests a busy loop reads in one
+turn arrive together: the first runs at once, the others join the next batch, even when
+inferences are short enough to run inline), or while batches keep forming (under load every
+request queues, so a turn's requests all go together; a batch of one turns that off).
 The next free slot takes all the queued requests of one kind together, up to ``max_batch_size``
 rows, in a task of its own (a cancelled request never cancels its batch). Requests of different
 kinds are never mixed:
@@ -159,6 +161,9 @@ class BatchingModel:
         self._tasks: set[asyncio.Task[None]] = set()
         self._started_this_turn = False
         """An inference started in this turn of the event loop (cleared at the next turn)."""
+        self._gathering = False
+        """The last batch taken from the queue held several requests: load is on, so every
+        request queues (a lone one again turns the fast path back on)."""
 
     @property
     def inputs(self) -> Sequence[TensorSpec]:
@@ -209,6 +214,7 @@ class BatchingModel:
         if (
             not self._delay
             and not self._queues
+            and not self._gathering
             and not self._started_this_turn
             and self._running < self._slots
         ):
@@ -279,6 +285,7 @@ class BatchingModel:
             batch, outputs = self._take()
             if not batch:
                 return
+            self._gathering = len(batch) > 1
             self._running += 1
             task = asyncio.get_running_loop().create_task(self._run(batch, outputs))
             self._tasks.add(task)

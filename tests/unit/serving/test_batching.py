@@ -341,8 +341,8 @@ def test_auto_batching_steps_aside_for_compute_bound_models() -> None:
     asyncio.run(gather(auto, requests))
     assert [call["x"].shape[0] for call in model.calls] == [1, 2, 1, 1, 1]
     asyncio.run(gather(forced, requests))
-    asyncio.run(gather(forced, requests))
-    assert [call["x"].shape[0] for call in slow.calls] == [1, 2, 1, 2]
+    asyncio.run(gather(forced, requests))  # batches formed: all three queue together now
+    assert [call["x"].shape[0] for call in slow.calls] == [1, 2, 3]
 
 
 def test_a_slow_start_does_not_stop_batching_for_good() -> None:
@@ -457,23 +457,48 @@ def test_the_probe_is_not_traffic_and_variant_counts_show_through() -> None:
     assert variant_stats_of(batching(RowModel())[0]) is None
 
 
+async def at_once(batched: BatchingModel, inputs: dict[str, Any]) -> EngineResult | None:
+    """The result if the call ran without waiting for anything (the fake model never waits),
+    else None after driving it to its end as a task would."""
+    call = batched.infer(inputs)
+    suspended = False
+    while True:
+        try:
+            waiting = call.send(None)
+        except StopIteration as done:
+            result: EngineResult = done.value
+            return None if suspended else result
+        suspended = True
+        if isinstance(waiting, asyncio.Future):
+            await asyncio.wait([waiting])
+        else:
+            await asyncio.sleep(0)
+
+
 def test_a_request_that_finds_the_model_idle_runs_at_once_in_its_own_coroutine() -> None:
     model = RowModel()
     batched, sizes = batching(model)
-
-    async def run() -> EngineResult:
-        call = batched.infer({"x": x_of(1)})
-        try:
-            call.send(None)  # the model is synchronous: nothing to wait for, no loop turn
-        except StopIteration as done:
-            result: EngineResult = done.value
-            return result
-        call.close()
-        raise AssertionError("an idle model's request waited for a loop turn")
-
-    result = asyncio.run(run())
+    result = asyncio.run(at_once(batched, {"x": x_of(1)}))
+    assert result is not None, "an idle model's request waited for a loop turn"
     np.testing.assert_array_equal(result.outputs["y"], x_of(3))
     assert sizes == [1]
+
+
+def test_once_batches_form_every_request_queues_until_one_comes_alone() -> None:
+    model = RowModel()
+    batched, sizes = batching(model)
+    requests = [({"x": x_of(float(i))}, None) for i in range(3)]
+
+    async def run() -> list[bool]:
+        await gather(batched, requests)  # the first at once, the other two together
+        await gather(batched, requests)  # load is on: all three together
+        queued = await at_once(batched, {"x": x_of(1)})  # still queues, but comes alone
+        alone = await at_once(batched, {"x": x_of(1)})  # so the next runs at once again
+        return [queued is None, alone is not None]
+
+    assert asyncio.run(run()) == [True, True]
+    assert [call["x"].shape[0] for call in model.calls] == [1, 2, 3, 1, 1]
+    assert sizes == [1, 2, 3, 1, 1]
 
 
 def test_a_request_run_at_once_keeps_its_own_error_and_cancellation() -> None:
