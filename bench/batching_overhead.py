@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from models import make_onnx_models
 from ovserve.config.model_config import ModelConfig
 from ovserve.engine.base import CompiledModel
 from ovserve.engine.openvino_engine import OpenVINOEngine
+
+from models import make_onnx_models
 
 BENCH = Path(__file__).resolve().parent
 
