@@ -38,7 +38,8 @@ BENCH = Path(__file__).resolve().parent
 def batching_module(path: Path, name: str) -> ModuleType:
     """``batching.py`` of a tree, imported under its own name (its imports are this tree's)."""
     spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
