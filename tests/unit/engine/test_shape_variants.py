@@ -19,7 +19,7 @@ import pytest
 
 from ovserve.config.shape import Dimension, Shape
 from ovserve.config.variants import VariantConfig
-from ovserve.engine.base import EngineResult
+from ovserve.engine.base import EngineResult, probe_model_of, variant_stats_of
 from ovserve.engine.shape_variants import ShapeVariants
 from ovserve.engine.variant_policy import ShapeKey
 from ovserve.errors import ConfigError
@@ -297,4 +297,28 @@ def test_no_release_while_a_request_is_in_flight(background: ThreadPoolExecutor)
         await until(lambda: dynamic.released == 1)
 
     run(scenario())
+    wrapper.close()
+
+
+def test_probes_run_on_the_dynamic_model_and_count_nothing(background: ThreadPoolExecutor) -> None:
+    builder = Builder()
+    wrapper, dynamic = make(background, builder, idle=60.0)
+    probe = probe_model_of(wrapper)
+    assert probe is dynamic
+
+    async def scenario() -> None:
+        for _ in range(3):  # as a load-time probe would, more than the threshold
+            await probe.infer(x(8))
+
+    run(scenario())  # on a loop of its own, closed at once: nothing may have been armed on it
+    assert builder.built == {}
+    assert variant_stats_of(wrapper) == wrapper.stats
+    assert wrapper.stats.compiled == 0
+
+    async def traffic() -> None:
+        await tag(wrapper, 8)
+        await tag(wrapper, 8)
+        await until(lambda: wrapper.variant_shapes == [((1, 8),)])
+
+    run(traffic())
     wrapper.close()
