@@ -86,7 +86,8 @@ def main() -> int:
     print(f"\n{started}; {machine()}; uptime before: {before}; after: {uptime()}")
     print(f"command: bench/batching_paired.py {' '.join(sys.argv[1:])}\n")
     head = ["API", "c", "this tree req/s, CPU µs/req, b", "baseline req/s, CPU µs/req, b",
-            "req/s baseline / this", "CPU/req baseline / this", "pairs this tree cheaper"]  # fmt: skip
+            "req/s baseline / this", "CPU/req baseline / this",
+            "pairs this tree cheaper"]  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for api, conc in cases:
