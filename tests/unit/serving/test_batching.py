@@ -23,6 +23,7 @@ from ovserve.engine.base import (
 )
 from ovserve.errors import InferenceFailed
 from ovserve.serving.batching import (
+    LONE_BATCHES_END_GATHERING,
     BatchingEngine,
     BatchingModel,
     BatchStats,
@@ -484,21 +485,24 @@ def test_a_request_that_finds_the_model_idle_runs_at_once_in_its_own_coroutine()
     assert sizes == [1]
 
 
-def test_once_batches_form_every_request_queues_until_one_comes_alone() -> None:
+def test_once_batches_form_every_request_queues_until_some_come_alone() -> None:
     model = RowModel()
     batched, sizes = batching(model)
     requests = [({"x": x_of(float(i))}, None) for i in range(3)]
+    lone = LONE_BATCHES_END_GATHERING
 
     async def run() -> list[bool]:
         await gather(batched, requests)  # the first at once, the other two together
         await gather(batched, requests)  # load is on: all three together
-        queued = await at_once(batched, {"x": x_of(1)})  # still queues, but comes alone
-        alone = await at_once(batched, {"x": x_of(1)})  # so the next runs at once again
-        return [queued is None, alone is not None]
+        ran_at_once = []
+        for _ in range(lone + 1):  # they still queue, each alone, until enough came alone
+            ran_at_once.append(await at_once(batched, {"x": x_of(1)}) is not None)
+        await gather(batched, requests)  # the first at once again
+        return ran_at_once
 
-    assert asyncio.run(run()) == [True, True]
-    assert [call["x"].shape[0] for call in model.calls] == [1, 2, 3, 1, 1]
-    assert sizes == [1, 2, 3, 1, 1]
+    assert asyncio.run(run()) == [False] * lone + [True]
+    assert [call["x"].shape[0] for call in model.calls] == [1, 2, 3, *[1] * (lone + 1), 1, 2]
+    assert sizes == [1, 2, 3, *[1] * (lone + 1), 1, 2]
 
 
 def test_a_request_run_at_once_keeps_its_own_error_and_cancellation() -> None:
