@@ -2,6 +2,7 @@
 
 usage: .venv/bin/python bench/batching_paired.py --baseline_src PATH [--pairs N] [--seconds N]
                                                  [--cases kserve:1 rest:1 rest:8]
+                                                 [--baseline_flags="--dynamic_batching off"]
 
 On a shared, noisy machine one long run per server says little, so both servers (default
 flags, ``--metrics_enable``) stay up and are loaded in turns: per pair and case, one short run
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import shlex
 import statistics
 import sys
 import time
@@ -45,6 +47,7 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=2)
     parser.add_argument("--cases", nargs="+", default=["kserve:1", "rest:1", "rest:8"])
+    parser.add_argument("--baseline_flags", default="", help="more flags for the baseline server")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     args = parser.parse_args()
     cases = [(api, int(conc)) for api, conc in (case.split(":") for case in args.cases)]
@@ -60,6 +63,8 @@ def main() -> int:
         targets = []
         for name, src in (("this tree", None), ("baseline", args.baseline_src)):
             flags = ["--metrics_enable"]
+            if name == "baseline":
+                flags += shlex.split(args.baseline_flags)
             t = throughput.start(name.replace(" ", "-"), "tiny", models / "tiny", logs, flags,
                                  env_src=src)  # fmt: skip
             stack.callback(servers.stop, t.srv)
@@ -84,7 +89,7 @@ def main() -> int:
                     runs.setdefault((api, conc, name), []).append(run)
             print(f"pair {pair + 1}/{args.pairs} done", flush=True)
     print(f"\n{started}; {machine()}; uptime before: {before}; after: {uptime()}")
-    print(f"command: bench/batching_paired.py {' '.join(sys.argv[1:])}\n")
+    print(f"command: bench/batching_paired.py {shlex.join(sys.argv[1:])}\n")
     head = ["API", "c", "this tree req/s, CPU µs/req, b", "baseline req/s, CPU µs/req, b",
             "req/s baseline / this", "CPU/req baseline / this",
             "pairs this tree cheaper"]  # fmt: skip
