@@ -60,6 +60,8 @@ class RowModel:
         self._collapse = collapse
         self._mixing = mixing
         self.closed = False
+        self.gate: asyncio.Event | None = None
+        """When set, every call waits for it: a test decides when an inference ends."""
 
     @property
     def inputs(self) -> Sequence[TensorSpec]:
@@ -81,6 +83,8 @@ class RowModel:
         self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str] | None = None
     ) -> EngineResult:
         self.calls.append(dict(inputs))
+        if self.gate is not None:
+            await self.gate.wait()
         if self.delay:
             await asyncio.sleep(self.delay)
         x = inputs["x"]
@@ -203,16 +207,19 @@ def test_batches_hold_at_most_max_rows() -> None:
 
 
 def test_requests_queue_while_every_slot_is_busy() -> None:
-    model = RowModel(nireq=1, delay=0.02)
+    model = RowModel(nireq=1)
     batched, sizes = batching(model)
 
     async def run() -> list[Any]:
+        model.gate = asyncio.Event()  # the first inference lasts until every later one queued
         first = asyncio.ensure_future(batched.infer({"x": x_of(0)}))
         await asyncio.sleep(0.005)  # the first runs; the next ones arrive one by one meanwhile
         later = []
         for i in range(1, 4):
             later.append(asyncio.ensure_future(batched.infer({"x": x_of(float(i))})))
             await asyncio.sleep(0.001)
+        await asyncio.sleep(0.005)
+        model.gate.set()
         return await asyncio.gather(first, *later)
 
     results = asyncio.run(run())
@@ -252,16 +259,18 @@ def test_a_full_batch_does_not_wait_for_the_delay() -> None:
 
 
 def test_a_cancelled_request_is_left_out() -> None:
-    model = RowModel(nireq=1, delay=0.02)
+    model = RowModel(nireq=1)
     batched, sizes = batching(model)
 
     async def run() -> list[Any]:
+        model.gate = asyncio.Event()  # the first inference lasts until the cancellation
         first = asyncio.ensure_future(batched.infer({"x": x_of(0)}))
         await asyncio.sleep(0.005)
         gone = asyncio.ensure_future(batched.infer({"x": x_of(1)}))
         kept = asyncio.ensure_future(batched.infer({"x": x_of(2)}))
         await asyncio.sleep(0.001)
         gone.cancel()
+        model.gate.set()
         return list(await asyncio.gather(first, kept))
 
     results = asyncio.run(run())
@@ -511,11 +520,13 @@ def test_a_request_run_at_once_keeps_its_own_error_and_cancellation() -> None:
 
     async def run() -> list[Any]:
         poisoned = await gather(batched, [({"x": x_of(POISON)}, None), ({"x": x_of(1)}, None)])
+        model.gate = asyncio.Event()  # the next inference lasts until it is cancelled
         gone = asyncio.ensure_future(batched.infer({"x": x_of(2)}))
         await asyncio.sleep(0.005)  # it runs, alone, in its own task
         gone.cancel()
         with pytest.raises(asyncio.CancelledError):
             await gone
+        model.gate.set()
         after = await batched.infer({"x": x_of(3)})  # the slot is free again: runs at once
         return [*poisoned, after]
 
