@@ -40,6 +40,14 @@ LATENCY_PROPERTIES: Final[Mapping[str, Any]] = {
     "INFERENCE_NUM_THREADS": 1,
 }
 
+UNPINNED: Final[Mapping[str, Any]] = {"ENABLE_CPU_PINNING": False}
+"""Added to LATENCY_PROPERTIES unless plugin_config sets pinning. A latency model's inference
+runs inline on the event loop's thread, and with pinning on OpenVINO binds that thread to its
+core and back (two sched_setaffinity calls) on every inference: the loop then waits for that
+one core even when the other is free. Measured on a tiny model over gRPC on a shared 2-core
+machine: 40-70 us more server CPU per request pinned, and stalls to a few requests per second
+while another process held the pinned core."""
+
 USER_CHOICES: Final = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS")
 """plugin_config keys that mean the user chose the execution mode: never override them."""
 
@@ -62,6 +70,12 @@ class Decision:
 
     latency: bool
     reason: str
+
+
+def latency_properties(plugin_config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a latency-bound model is compiled with, on top of its plugin_config."""
+    unpinned = {} if "ENABLE_CPU_PINNING" in plugin_config else UNPINNED
+    return {**LATENCY_PROPERTIES, **unpinned}
 
 
 def may_tune(plugin_config: Mapping[str, Any], device: str) -> bool:

@@ -168,12 +168,12 @@ class OpenVINOEngine:
         if decision.latency:
             log.info(
                 "Model %s: compiled for latency on one thread (PERFORMANCE_HINT=LATENCY, "
-                "INFERENCE_NUM_THREADS=1): %s; set PERFORMANCE_HINT in --plugin_config to "
-                "choose otherwise",
+                "INFERENCE_NUM_THREADS=1, not pinned to a core): %s; set PERFORMANCE_HINT in "
+                "--plugin_config to choose otherwise",
                 config.name,
                 decision.reason,
             )
-            return {**properties, **latency_probe.LATENCY_PROPERTIES}
+            return {**properties, **latency_probe.latency_properties(config.plugin_config)}
         log.info(
             "Model %s: compiled for throughput (OVMS's default): %s", config.name, decision.reason
         )

@@ -118,6 +118,30 @@ def test_short_model_is_compiled_for_latency(
     assert "about 96 operations per inference at input shape [1, 16]" in caplog.text
 
 
+def _pinning(compiled: object) -> bool:
+    """ENABLE_CPU_PINNING of the OpenVINO model under ovserve's wrapper (dynamic or static)."""
+    served = getattr(compiled, "_dynamic", compiled)
+    return bool(served._compiled.get_property("ENABLE_CPU_PINNING"))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("plugin_config", "pinned"), [({}, False), ({"ENABLE_CPU_PINNING": True}, True)]
+)
+def test_latency_model_is_not_pinned_unless_plugin_config_asks(
+    tmp_path: Path, plugin_config: dict[str, object], pinned: bool
+) -> None:
+    # Its inference runs on the event loop's thread: pinning would bind the loop to one core.
+    path = _save(_tiny([-1, 16]), tmp_path)
+    compiled = OpenVINOEngine().load(
+        path, ModelConfig("tiny", tmp_path, plugin_config=plugin_config)
+    )
+    try:
+        assert compiled.streams == 1
+        assert _pinning(compiled) is pinned
+    finally:
+        compiled.close()
+
+
 def needs_two_cores() -> None:
     if (os.cpu_count() or 1) < 2:
         unavailable("one-core", "THROUGHPUT gives one stream on one core")
