@@ -1,9 +1,9 @@
-"""The gRPC server: both APIs on one ``grpc.aio`` server, errors mapped in one interceptor."""
+"""The gRPC server: both APIs on one ``grpc.aio`` server, errors mapped in one place (``guard``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -35,34 +35,48 @@ REQUEST_PARSERS = {**kserve_servicer.REQUEST_PARSERS, **tfs_servicer.REQUEST_PAR
 """Each API's own request parsers, by full method name."""
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Turns OvserveError into its gRPC status; anything else becomes INTERNAL, logged once."""
+def guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """``handler`` with our errors turned into statuses and our request parser, if any.
 
-    def __init__(self) -> None:
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+    Unary methods only (the stream method reports its errors in-band); others are returned
+    unchanged.
+    """
+    if handler.unary_unary is None:
+        return handler
+    return grpc.unary_unary_rpc_method_handler(
+        _map_errors(method, handler.unary_unary),
+        request_deserializer=_tolerant(REQUEST_PARSERS.get(method, handler.request_deserializer)),
+        response_serializer=handler.response_serializer,
+    )
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        """Wrap each unary method once and reuse the wrapper."""
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is not None:
-            return wrapped
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            _map_errors(method, handler.unary_unary),
-            request_deserializer=_tolerant(
-                REQUEST_PARSERS.get(method, handler.request_deserializer)
-            ),
-            response_serializer=handler.response_serializer,
+
+class _GuardedRegistration:
+    """Stands in for the server in the generated ``add_*_to_server`` functions.
+
+    Each method's handler is wrapped once here, at registration, and registered with the server
+    both as a generic handler and as a registered method. A server interceptor did the same
+    wrapping, but grpc.aio awaits every interceptor on every call: a coroutine and a lookup per
+    request. The generated code hands each service's handlers over twice (a generic handler,
+    then the same dictionary as registered methods); the dictionary is the one taken.
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+        self.services: list[str] = []
+
+    def add_generic_rpc_handlers(self, generic_handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        """Unwrapped: the same handlers arrive next, by name, in add_registered_method_handlers."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        """Wrap every method of ``service`` and register it on the real server."""
+        guarded = {name: guard(f"/{service}/{name}", handler) for name, handler in handlers.items()}
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, guarded),)
         )
-        self._wrapped[method] = wrapped
-        return wrapped
+        self._server.add_registered_method_handlers(service, guarded)
+        self.services.append(service)
 
 
 class _Unparsable:
@@ -124,7 +138,6 @@ async def start_grpc_server(service: ServingService, config: ServerConfig) -> Gr
         check_free("gRPC", target, config.port, reuse_port=config.workers > 1)
     quiet_client_errors()
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
@@ -132,13 +145,16 @@ async def start_grpc_server(service: ServingService, config: ServerConfig) -> Gr
             *grpc_hygiene_options(config),
         ],
     )
+    registration: Any = _GuardedRegistration(server)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        KServeServicer(service), server
+        KServeServicer(service), registration
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(service), server
+        PredictionServicer(service), registration
     )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service), registration)
+    if len(registration.services) != 3:  # generated code without registered methods
+        raise RuntimeError(f"gRPC services left unregistered; registered: {registration.services}")
     for target in targets:
         try:
             bound = (

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -32,7 +31,7 @@ from ovserve.frontends._generated.tensorflow_serving.apis import (
     get_model_status_pb2,
     predict_pb2,
 )
-from ovserve.frontends.grpc_server import ErrorInterceptor
+from ovserve.frontends.grpc_server import guard
 from ovserve.frontends.kserve.grpc_servicer import KServeServicer
 from ovserve.frontends.kserve.wire import SPLIT_MIN_BYTES, parse_infer_request
 from ovserve.frontends.tfserving.grpc_servicer import ModelServicer, PredictionServicer
@@ -46,7 +45,7 @@ from _fake_engine import FakeEngine
 
 T = TypeVar("T")
 RepoFactory = Callable[..., ModelConfig]
-CONTEXT: Any = None  # the servicers never touch the context: errors are mapped by the interceptor
+CONTEXT: Any = None  # the servicers never touch the context: errors are mapped by grpc_server.guard
 
 
 @pytest.fixture
@@ -123,16 +122,8 @@ def test_kserve_model_ready_is_false_for_versions_that_do_not_serve(
 # --- one data plane: each gRPC request is counted once ------------------------------------------
 
 
-@dataclass(frozen=True)
-class CallDetails:
-    """grpc.HandlerCallDetails as the server hands it to interceptors."""
-
-    method: str
-    invocation_metadata: tuple[tuple[str, str], ...] = ()
-
-
 class AbortContext:
-    """What the interceptor needs from a servicer context: ``abort`` raises, as grpc's does."""
+    """What ``guard`` needs from a servicer context: ``abort`` raises, as grpc's does."""
 
     def __init__(self) -> None:
         self.aborted: tuple[grpc.StatusCode, str] | None = None
@@ -142,15 +133,11 @@ class AbortContext:
         raise grpc.RpcError(details)
 
 
-def through_interceptor(method: str, behavior: Any, request: Any) -> AbortContext:
-    """Run one call as the gRPC server would: the servicer method behind our interceptor."""
-
-    async def continuation(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-        return grpc.unary_unary_rpc_method_handler(behavior)
+def through_guard(method: str, behavior: Any, request: Any) -> AbortContext:
+    """Run one call as the gRPC server would: the servicer method behind ``guard``."""
 
     async def call() -> AbortContext:
-        details: Any = CallDetails(method)
-        handler = await ErrorInterceptor().intercept_service(continuation, details)
+        handler = guard(method, grpc.unary_unary_rpc_method_handler(behavior))
         context = AbortContext()
         with contextlib.suppress(grpc.RpcError):
             await handler.unary_unary(request, context)
@@ -168,11 +155,11 @@ def test_grpc_requests_are_counted_once(engine: FakeEngine, make_repo: RepoFacto
     service = build_sync(build)
     servicer = KServeServicer(service)
     infer = "/inference.GRPCInferenceService/ModelInfer"
-    assert through_interceptor(infer, servicer.ModelInfer, kserve_request()).aborted is None
+    assert through_guard(infer, servicer.ModelInfer, kserve_request()).aborted is None
     bad = kserve_request("1", values=(1, 2))  # decoded and refused inside the call
-    assert through_interceptor(infer, servicer.ModelInfer, bad).aborted is not None
+    assert through_guard(infer, servicer.ModelInfer, bad).aborted is not None
     predict = PredictionServicer(service).Predict
-    through_interceptor("/tensorflow.serving.PredictionService/Predict", predict, predict_request())
+    through_guard("/tensorflow.serving.PredictionService/Predict", predict, predict_request())
 
     def sample(family: str, **labels: str) -> float | None:
         return service.metrics.registry.get_sample_value(
@@ -202,7 +189,7 @@ def test_kserve_infer_given_version(service: ServingService) -> None:
     assert response.model_version == "1"
 
 
-def test_kserve_infer_errors_are_raised_for_the_interceptor(service: ServingService) -> None:
+def test_kserve_infer_errors_are_raised_for_the_guard(service: ServingService) -> None:
     servicer = KServeServicer(service)
     unknown = kserve_request()
     unknown.model_name = "nope"
