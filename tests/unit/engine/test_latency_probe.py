@@ -128,7 +128,7 @@ def _pinning(compiled: object) -> bool:
     ("plugin_config", "pinned"), [({}, False), ({"ENABLE_CPU_PINNING": True}, True)]
 )
 def test_latency_model_is_not_pinned_unless_plugin_config_asks(
-    tmp_path: Path, plugin_config: dict[str, object], pinned: bool
+    tmp_path: Path, plugin_config: dict[str, bool], pinned: bool
 ) -> None:
     # Its inference runs on the event loop's thread: pinning would bind the loop to one core.
     path = _save(_tiny([-1, 16]), tmp_path)
