@@ -12,6 +12,17 @@ import ctypes
 import ctypes.util
 import functools
 from collections.abc import Callable
+from typing import Final
+
+M_TRIM_THRESHOLD: Final = -1
+M_MMAP_THRESHOLD: Final = -3
+"""mallopt parameters (glibc's malloc.h)."""
+
+LARGE_REQUEST_MMAP_THRESHOLD: Final = 16 * 1024 * 1024
+"""Blocks below this come from the heap, not from a fresh mmap each time."""
+
+LARGE_REQUEST_TRIM_THRESHOLD: Final = 32 * 1024 * 1024
+"""Free memory at the top of the heap kept for the next request, above which glibc trims."""
 
 
 @functools.cache
@@ -36,3 +47,38 @@ def malloc_trim() -> bool:
         return False
     trim(0)
     return True
+
+
+@functools.cache
+def _mallopt() -> Callable[[int, int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return mallopt
+
+
+def keep_request_buffers() -> bool:
+    """Let request-sized buffers be reused instead of mapped and unmapped for every request.
+
+    A request of a few hundred KB passes through several buffers of its size (gRPC assembles
+    the message from frames, then copies it into bytes). With glibc's defaults each is a fresh
+    ``mmap`` (128 KB threshold, raised only as such blocks are freed) or comes from a heap top
+    that is trimmed again as soon as 2x the threshold is free, so every request faults its
+    pages in and unmaps them again. Measured on a 602 KB KServe gRPC request (h2load, 2 in
+    flight, the model call stubbed out): about 100-200 us less server CPU per request (of
+    ~800). Freed memory is still returned by ``malloc_trim`` (idle release, REST trimmer) and
+    automatically beyond LARGE_REQUEST_TRIM_THRESHOLD. False where there is no mallopt.
+    """
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    return bool(
+        mallopt(M_MMAP_THRESHOLD, LARGE_REQUEST_MMAP_THRESHOLD)
+        and mallopt(M_TRIM_THRESHOLD, LARGE_REQUEST_TRIM_THRESHOLD)
+    )

@@ -16,6 +16,7 @@ from ovserve.engine.base import InferenceEngine
 from ovserve.engine.openvino_engine import OpenVINOEngine
 from ovserve.errors import ConfigError
 from ovserve.frontends.failure_log import FAILURES
+from ovserve.heap import keep_request_buffers
 from ovserve.metrics import Metrics, add_batch_sizes, render_everywhere_with
 from ovserve.serving.batching import BatchingEngine
 from ovserve.serving.load_watchdog import LoadWatchdog
@@ -202,4 +203,5 @@ async def serve(config: ServerConfig) -> int:
 
 def run_server(config: ServerConfig) -> int:
     """Run the server on uvloop and return the exit status."""
+    keep_request_buffers()
     return uvloop.run(serve(config))

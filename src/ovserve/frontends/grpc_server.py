@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -21,6 +21,7 @@ from ovserve.frontends.failure_log import FAILURES, quiet_client_errors
 from ovserve.frontends.grpc_limits import grpc_hygiene_options
 from ovserve.frontends.kserve import grpc_servicer as kserve_servicer
 from ovserve.frontends.kserve.grpc_servicer import KServeServicer
+from ovserve.frontends.memory_trim import Trimmer
 from ovserve.frontends.status_mapping import grpc_status
 from ovserve.frontends.tfserving import grpc_servicer as tfs_servicer
 from ovserve.frontends.tfserving.grpc_servicer import ModelServicer, PredictionServicer
@@ -35,17 +36,21 @@ REQUEST_PARSERS = {**kserve_servicer.REQUEST_PARSERS, **tfs_servicer.REQUEST_PAR
 """Each API's own request parsers, by full method name."""
 
 
-def guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def guard(
+    method: str, handler: grpc.RpcMethodHandler, trimmer: Trimmer | None = None
+) -> grpc.RpcMethodHandler:
     """``handler`` with our errors turned into statuses and our request parser, if any.
 
     Unary methods only (the stream method reports its errors in-band); others are returned
-    unchanged.
+    unchanged. A large request asks ``trimmer`` to give freed memory back after the burst.
     """
     if handler.unary_unary is None:
         return handler
     return grpc.unary_unary_rpc_method_handler(
         _map_errors(method, handler.unary_unary),
-        request_deserializer=_tolerant(REQUEST_PARSERS.get(method, handler.request_deserializer)),
+        request_deserializer=_tolerant(
+            REQUEST_PARSERS.get(method, handler.request_deserializer), trimmer
+        ),
         response_serializer=handler.response_serializer,
     )
 
@@ -60,8 +65,9 @@ class _GuardedRegistration:
     then the same dictionary as registered methods); the dictionary is the one taken.
     """
 
-    def __init__(self, server: grpc.aio.Server) -> None:
+    def __init__(self, server: grpc.aio.Server, trimmer: Trimmer) -> None:
         self._server = server
+        self._trimmer = trimmer
         self.services: list[str] = []
 
     def add_generic_rpc_handlers(self, generic_handlers: Sequence[grpc.GenericRpcHandler]) -> None:
@@ -71,12 +77,20 @@ class _GuardedRegistration:
         self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
     ) -> None:
         """Wrap every method of ``service`` and register it on the real server."""
-        guarded = {name: guard(f"/{service}/{name}", handler) for name, handler in handlers.items()}
+        guarded = {
+            name: guard(f"/{service}/{name}", handler, self._trimmer)
+            for name, handler in handlers.items()
+        }
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(service, guarded),)
         )
         self._server.add_registered_method_handlers(service, guarded)
         self.services.append(service)
+
+
+TRIM_AFTER_BYTES: Final = 128 * 1024
+"""Requests from this size ask for a ``malloc_trim`` after the burst: the process keeps their
+buffers for reuse (``heap.keep_request_buffers``) and this gives them back once idle."""
 
 
 class _Unparsable:
@@ -86,12 +100,16 @@ class _Unparsable:
 _UNPARSABLE = _Unparsable()
 
 
-def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+def _tolerant(
+    deserializer: Callable[[bytes], Any] | None, trimmer: Trimmer | None
+) -> Callable[[bytes], Any] | None:
     """A deserializer that yields a marker instead of raising, so the error gets our status."""
     if deserializer is None:
         return None
 
     def deserialize(data: bytes) -> Any:
+        if trimmer is not None and len(data) >= TRIM_AFTER_BYTES:
+            trimmer.soon()
         try:
             return deserializer(data)
         except DecodeError:
@@ -145,7 +163,7 @@ async def start_grpc_server(service: ServingService, config: ServerConfig) -> Gr
             *grpc_hygiene_options(config),
         ],
     )
-    registration: Any = _GuardedRegistration(server)
+    registration: Any = _GuardedRegistration(server, Trimmer())
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         KServeServicer(service), registration
     )

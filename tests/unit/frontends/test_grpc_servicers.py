@@ -31,7 +31,7 @@ from ovserve.frontends._generated.tensorflow_serving.apis import (
     get_model_status_pb2,
     predict_pb2,
 )
-from ovserve.frontends.grpc_server import guard
+from ovserve.frontends.grpc_server import TRIM_AFTER_BYTES, guard
 from ovserve.frontends.kserve.grpc_servicer import KServeServicer
 from ovserve.frontends.kserve.wire import SPLIT_MIN_BYTES, parse_infer_request
 from ovserve.frontends.tfserving.grpc_servicer import ModelServicer, PredictionServicer
@@ -479,3 +479,25 @@ def test_mutated_tfs_requests(service: ServingService, edits: list[tuple[int, in
     assert got.SerializeToString(deterministic=True) == expected.SerializeToString(
         deterministic=True
     )
+
+
+class CountingTrimmer:
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def soon(self) -> None:
+        self.asked += 1
+
+
+def test_large_requests_ask_for_a_trim_after_the_burst() -> None:
+    trimmer = CountingTrimmer()
+
+    async def behavior(request: bytes, context: Any) -> bytes:
+        return request
+
+    plain = grpc.unary_unary_rpc_method_handler(behavior, request_deserializer=bytes)
+    handler = guard("/test.Service/Echo", plain, trimmer)  # type: ignore[arg-type]
+    handler.request_deserializer(b"x" * (TRIM_AFTER_BYTES - 1))
+    assert trimmer.asked == 0
+    assert handler.request_deserializer(b"x" * TRIM_AFTER_BYTES) == b"x" * TRIM_AFTER_BYTES
+    assert trimmer.asked == 1
