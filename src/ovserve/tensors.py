@@ -46,16 +46,19 @@ class DataType(enum.Enum):
     @classmethod
     def from_numpy(cls, dtype: np.dtype[Any]) -> DataType:
         """The DataType for a numpy dtype; raises KeyError for types the server does not serve."""
-        return _FROM_NUMPY[np.dtype(dtype)]
+        found = _FROM_NUMPY.get(dtype)  # an array's dtype: no conversion (per reply, per output)
+        return found if found is not None else _FROM_NUMPY[np.dtype(dtype)]
 
     @classmethod
     def from_name(cls, name: str) -> DataType | None:
         """The DataType with this KServe name, or None."""
         try:
-            return cls(name)
-        except ValueError:
+            return _BY_NAME.get(name)  # a dict: calling the Enum costs more (per request, input)
+        except TypeError:  # unhashable (a JSON list or object)
             return None
 
+
+_BY_NAME: dict[str, DataType] = {datatype.value: datatype for datatype in DataType}
 
 _NUMPY: dict[DataType, np.dtype[Any]] = {
     DataType.BOOL: np.dtype(np.bool_),

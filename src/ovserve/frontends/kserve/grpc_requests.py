@@ -90,4 +90,6 @@ def _typed_contents(tensor: pb.ModelInferRequest.InferInputTensor, datatype: Dat
 
 def requested_outputs(request: pb.ModelInferRequest) -> list[str] | None:
     """Names of the requested outputs, or None for all."""
-    return [output.name for output in request.outputs] or None
+    if not request.outputs:
+        return None
+    return [output.name for output in request.outputs]
