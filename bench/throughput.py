@@ -228,8 +228,8 @@ def rounds(results: Results, section: str, variants: list[Callable[[], Run]], n:
 def section_tiny(
     args: argparse.Namespace, results: Results, models: Path, peers: list[str]
 ) -> None:
-    """ovserve default / no batching / 2 workers / baseline tree / Triton, gRPC and REST, c = 1, 8,
-    32; the grpc.aio floor (no inference) on gRPC."""
+    """ovserve default / no batching / 2 workers / Triton, gRPC and REST, c = 1, 8, 32; the
+    grpc.aio floor (no inference) on gRPC."""
     print("== tiny", flush=True)
     req = tiny_request()
     logs, work = args.out / "logs", args.out / "bodies"
@@ -245,11 +245,6 @@ def section_tiny(
             t = start(
                 name, "tiny", models / "tiny", logs, [*flags, "--metrics_enable"], env_src=src
             )
-            stack.callback(servers.stop, t.srv)
-            targets.append(t)
-        if args.baseline_src is not None:  # the same default flags on another source tree
-            t = start("baseline", "tiny", models / "tiny", logs, ["--metrics_enable"],
-                      env_src=args.baseline_src)  # fmt: skip
             stack.callback(servers.stop, t.srv)
             targets.append(t)
         floor = Target("grpc.aio-floor", servers.start_floor(logs))  # no inference, gRPC only
