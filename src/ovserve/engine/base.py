@@ -112,6 +112,25 @@ class Probeable(Protocol):
         """The model to run probes on."""
 
 
+@runtime_checkable
+class BatchedFromAbove(Protocol):
+    """A compiled model that can be told requests reach it batched (dynamic batching wraps it).
+
+    Batched shapes vary with the load (a batch of 3, then 6, then 2), so a model keeping static
+    shape variants would compile, evict and compile again; told this, only single-row shapes
+    (what one request sends) earn variants and batches run on the dynamic model.
+    """
+
+    def batched_from_above(self) -> None:
+        """Requests may arrive batched from now on."""
+
+
+def tell_batched_from_above(model: CompiledModel) -> None:
+    """Tell ``model`` (if it cares) that a batching layer now sits above it."""
+    if isinstance(model, BatchedFromAbove):
+        model.batched_from_above()
+
+
 def variant_stats_of(model: CompiledModel) -> VariantStats | None:
     """``model``'s shape-variant counts, or None when it has no variants."""
     return model.variant_stats if isinstance(model, ReportsVariants) else None

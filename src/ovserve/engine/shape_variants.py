@@ -79,6 +79,7 @@ class ShapeVariants:
         self._pending: concurrent.futures.Future[ReleasableModel] | None = None
         self._in_flight = 0
         self._dynamic_used = False
+        self._single_rows_only = False
         self._released = threading.Event()
         self._released.set()
         self._idle = (
@@ -127,6 +128,10 @@ class ShapeVariants:
         """The dynamic model: probes are not traffic (:class:`~ovserve.engine.base.Probeable`)."""
         return self._dynamic
 
+    def batched_from_above(self) -> None:
+        """Only single-row shapes earn variants from now on (batched ones vary with the load)."""
+        self._single_rows_only = True
+
     @property
     def variant_shapes(self) -> list[ShapeKey]:
         """Shapes that have a variant now, least recently served first."""
@@ -150,13 +155,17 @@ class ShapeVariants:
                         self._close_later(variant.model)
             self._dynamic_used = True
             result = await self._dynamic.infer(inputs, outputs)
-            if key is not None and self._policy.observe(key):
+            if key is not None and self._counts(key) and self._policy.observe(key):
                 self._start_build(key)
             return result
         finally:
             self._in_flight -= 1
             if self._idle is not None:
                 self._idle.touch()
+
+    def _counts(self, key: ShapeKey) -> bool:
+        """Whether a request of this shape counts towards a variant."""
+        return not self._single_rows_only or all(shape[:1] == (1,) for shape in key)
 
     def _key(self, inputs: Mapping[str, npt.NDArray[Any]]) -> ShapeKey | None:
         try:

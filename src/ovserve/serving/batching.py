@@ -52,6 +52,7 @@ from ovserve.engine.base import (
     LoadStep,
     VariantStats,
     probe_model_of,
+    tell_batched_from_above,
     variant_stats_of,
 )
 from ovserve.tensors import DataType, TensorSpec
@@ -477,6 +478,7 @@ class BatchingEngine:
         def record(requests: int) -> None:
             stats.record(name, version, requests)
 
+        tell_batched_from_above(compiled)
         return BatchingModel(
             compiled,
             rows,

@@ -19,7 +19,12 @@ import pytest
 
 from ovserve.config.shape import Dimension, Shape
 from ovserve.config.variants import VariantConfig
-from ovserve.engine.base import EngineResult, probe_model_of, variant_stats_of
+from ovserve.engine.base import (
+    EngineResult,
+    probe_model_of,
+    tell_batched_from_above,
+    variant_stats_of,
+)
 from ovserve.engine.shape_variants import ShapeVariants
 from ovserve.engine.variant_policy import ShapeKey
 from ovserve.errors import ConfigError
@@ -321,4 +326,25 @@ def test_probes_run_on_the_dynamic_model_and_count_nothing(background: ThreadPoo
         await until(lambda: wrapper.variant_shapes == [((1, 8),)])
 
     run(traffic())
+    wrapper.close()
+
+
+def test_batched_from_above_only_single_row_shapes_earn_variants(
+    background: ThreadPoolExecutor,
+) -> None:
+    builder = Builder()
+    wrapper, _ = make(background, builder)
+    tell_batched_from_above(wrapper)
+
+    async def scenario() -> list[str]:
+        batch = {"x": np.zeros((3, 8), np.float32)}  # batches vary with the load: never a variant
+        tags = [str((await wrapper.infer(batch)).outputs["tag"]) for _ in range(4)]
+        tags += [await tag(wrapper, 8), await tag(wrapper, 8)]  # one request's shape: built
+        await until(lambda: len(wrapper.variant_shapes) == 1)
+        tags += [await tag(wrapper, 8), str((await wrapper.infer(batch)).outputs["tag"])]
+        return tags
+
+    assert run(scenario()) == [*["dynamic"] * 6, "static(1, 8)", "dynamic"]
+    assert wrapper.variant_shapes == [((1, 8),)]
+    assert wrapper.stats.compiled == 1
     wrapper.close()
