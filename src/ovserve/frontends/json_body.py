@@ -26,8 +26,10 @@ def dump_json(payload: Any) -> bytes:
     return orjson.dumps(payload, option=_DUMP_OPTIONS)
 
 
-def parse_json(data: bytes) -> Any:
+def parse_json(body: bytes | memoryview) -> Any:
     """Parse a request body; malformed JSON and too-deep nesting are client errors."""
+    # A large body arrives as a view of the buffer it was read into; the checks below need bytes.
+    data = body if isinstance(body, bytes) else bytes(body)
     # A body with at most MAX_DEPTH brackets cannot nest deeper: the usual case costs two
     # C-level counts and no scan.
     bracket_count = data.count(b"[") + data.count(b"{")

@@ -64,6 +64,17 @@ class Answer:
         return orjson.loads(self.body)
 
 
+def receive(protocol: HttpProtocol, data: bytes) -> None:
+    """Deliver ``data`` as the event loop does: read into the buffers the protocol provides."""
+    view = memoryview(data)
+    while view:
+        buffer = protocol.get_buffer(-1)
+        count = min(len(buffer), len(view))
+        buffer[:count] = view[:count]
+        protocol.buffer_updated(count)
+        view = view[count:]
+
+
 def answers(raw: bytes) -> list[Answer]:
     """Split the written bytes into responses (content-length framing)."""
     found = []
@@ -84,7 +95,11 @@ async def echo(request: Request) -> Response:
     if request.path == "/boom":
         raise RuntimeError("handler bug")
     headers = {name.decode(): value.decode() for name, value in request.headers}
-    document = {"method": request.method, "path": request.path, "body": request.body.decode()}
+    document = {
+        "method": request.method,
+        "path": request.path,
+        "body": bytes(request.body).decode(),
+    }
     return Response(body=json.dumps({**document, "headers": headers}).encode())
 
 
@@ -105,7 +120,7 @@ def exchange(
         transport = FakeTransport()
         protocol.connection_made(transport)  # type: ignore[arg-type]
         for chunk in chunks:
-            protocol.data_received(chunk)
+            receive(protocol, chunk)
             await asyncio.sleep(0)
         await drain(state)
         await asyncio.sleep(0.001)  # the linger after a refusal
@@ -243,13 +258,13 @@ def test_idle_connections_close_after_the_keep_alive_time() -> None:
         protocol = HttpProtocol(echo, ServerState(), LIMIT, keep_alive_seconds=60)
         transport = FakeTransport()
         protocol.connection_made(transport)  # type: ignore[arg-type]
-        protocol.data_received(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        receive(protocol, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
         seen = []
         for step in (30.0, 29.0):  # a second request 30 s in restarts the idle time
             await loop.advance(step)
             seen.append((loop.now, transport.closed))
             if step == 30.0:
-                protocol.data_received(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+                receive(protocol, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
                 await loop.advance(0)
         for step in (31.0 - 0.5, 0.5 + 0.001):
             await loop.advance(step)
@@ -272,7 +287,7 @@ def test_shutdown_finishes_the_request_in_flight_then_closes() -> None:
         busy_transport, idle_transport = FakeTransport(), FakeTransport()
         busy.connection_made(busy_transport)  # type: ignore[arg-type]
         idle.connection_made(idle_transport)  # type: ignore[arg-type]
-        busy.data_received(b"GET /slow/20 HTTP/1.1\r\nHost: x\r\n\r\n")
+        receive(busy, b"GET /slow/20 HTTP/1.1\r\nHost: x\r\n\r\n")
         for connection in list(state.connections):
             connection.shutdown()
         assert idle_transport.closed

@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from test_rest_protocol import LIMIT, FakeTransport, answers, drain, echo
+from test_rest_protocol import LIMIT, FakeTransport, answers, drain, echo, receive
 
 from ovserve.frontends.descriptors import grpc_connection_cap
 from ovserve.frontends.request_budget import RequestBudget
@@ -39,7 +39,7 @@ def test_headers_that_never_finish_get_408_then_close() -> None:
     async def body() -> None:
         state = ServerState(limits=FAST)
         protocol, transport = connect(state)
-        protocol.data_received(b"GET /a HTTP/1.1\r\nHos")
+        receive(protocol, b"GET /a HTTP/1.1\r\nHos")
         await asyncio.sleep(0.03)
         assert transport.output == b""
         await asyncio.sleep(0.06)
@@ -57,10 +57,10 @@ def test_a_header_trickle_does_not_extend_the_header_deadline() -> None:
     async def body() -> None:
         state = ServerState(limits=FAST)
         protocol, transport = connect(state)
-        protocol.data_received(b"GET /a HTTP/1.1\r\n")
+        receive(protocol, b"GET /a HTTP/1.1\r\n")
         for _ in range(6):
             await asyncio.sleep(0.02)
-            protocol.data_received(b"X-a: b\r\n")
+            receive(protocol, b"X-a: b\r\n")
         await drain(state)
         assert answers(bytes(transport.output))[0].status == 408
 
@@ -71,10 +71,10 @@ def test_a_stalled_body_gets_408() -> None:
     async def body() -> None:
         state = ServerState(limits=FAST)
         protocol, transport = connect(state)
-        protocol.data_received(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        receive(protocol, b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
         for _ in range(3):  # a body that keeps coming is not cut off
             await asyncio.sleep(0.03)
-            protocol.data_received(b"d")
+            receive(protocol, b"d")
         assert transport.output == b""
         await asyncio.sleep(0.1)
         await drain(state)
@@ -89,7 +89,7 @@ def test_at_the_cap_the_oldest_idle_or_stalled_connection_makes_room() -> None:
     async def body() -> None:
         state = ServerState(limits=HttpLimits(max_connections=2))
         stalled, stalled_transport = connect(state)
-        stalled.data_received(b"GET /a HTTP/1.1\r\nHo")
+        receive(stalled, b"GET /a HTTP/1.1\r\nHo")
         _, idle_transport = connect(state)
         _, newcomer = connect(state)
         assert stalled_transport.closed
@@ -106,7 +106,7 @@ def test_when_every_connection_is_busy_new_ones_get_503() -> None:
         state = ServerState(limits=HttpLimits(max_connections=2))
         for _ in range(2):
             protocol, _ = connect(state)
-            protocol.data_received(b"GET /slow/50 HTTP/1.1\r\nHost: x\r\n\r\n")
+            receive(protocol, b"GET /slow/50 HTTP/1.1\r\nHost: x\r\n\r\n")
         _, refused = connect(state)
         assert refused.closed
         (answer,) = answers(bytes(refused.output))
@@ -123,12 +123,12 @@ def test_declared_oversize_body_is_answered_before_any_body_byte() -> None:
     async def body() -> None:
         state = ServerState(limits=FAST)
         protocol, transport = connect(state)
-        protocol.data_received(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2147483648\r\n\r\n")
+        receive(protocol, b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2147483648\r\n\r\n")
         await drain(state)
         (answer,) = answers(bytes(transport.output))
         assert answer.status == 413
         assert answer.headers["connection"] == "close"
-        protocol.data_received(b"x" * 100_000)  # dropped, not buffered or parsed
+        receive(protocol, b"x" * 100_000)  # dropped, not buffered or parsed
         await asyncio.sleep(0.03)
         assert transport.closed
 
@@ -139,12 +139,12 @@ def test_chunked_body_is_cut_off_as_soon_as_it_passes_the_limit() -> None:
     async def body() -> None:
         state = ServerState(limits=FAST)
         protocol, transport = connect(state)
-        protocol.data_received(b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        receive(protocol, b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         chunk = b"%x\r\n%s\r\n" % (40, b"y" * 40)
-        protocol.data_received(chunk)
+        receive(protocol, chunk)
         await drain(state)
         assert transport.output == b""
-        protocol.data_received(chunk)  # 80 > 64: no terminating chunk needed
+        receive(protocol, chunk)  # 80 > 64: no terminating chunk needed
         await drain(state)
         assert answers(bytes(transport.output))[0].status == 413
 
@@ -157,7 +157,7 @@ def test_replies_the_client_does_not_read_pause_reading() -> None:
         protocol, transport = connect(state)
         protocol.pause_writing()  # the transport's buffer is past the high-water mark
         assert transport.paused
-        protocol.data_received(GET * 2)
+        receive(protocol, GET * 2)
         await drain(state)
         assert len(answers(bytes(transport.output))) == 1  # the second waits for the client
         protocol.resume_writing()
@@ -183,15 +183,15 @@ def test_large_bodies_wait_for_the_budget_without_being_read() -> None:
         head = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size
         first, first_transport = connect(state, limit=10**9, handle=slow)
         second, second_transport = connect(state, limit=10**9, handle=slow)
-        first.data_received(head + b"x" * size)
-        second.data_received(head)
+        receive(first, head + b"x" * size)
+        receive(second, head)
         assert second_transport.paused  # waits in line: its body stays with the client
         assert state.budget.in_use == size
         gate.set()
         await drain(state)
         await asyncio.sleep(0.01)
         assert not second_transport.paused
-        second.data_received(b"x" * size)
+        receive(second, b"x" * size)
         await drain(state)
         assert answers(bytes(second_transport.output))[0].body == b"100000"
         assert state.budget.in_use == 0
@@ -206,9 +206,9 @@ def test_a_body_that_waits_too_long_for_the_budget_gets_503() -> None:
         state = ServerState(limits=limits, budget=RequestBudget(100_000, wait_seconds=0.05))
         head = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 80000\r\n\r\n"
         hog, _ = connect(state, limit=10**9)
-        hog.data_received(head)  # holds 80 kB and sends no body (for a second)
+        receive(hog, head)  # holds 80 kB and sends no body (for a second)
         waiting, transport = connect(state, limit=10**9)
-        waiting.data_received(head)
+        receive(waiting, head)
         await asyncio.sleep(0.2)
         await drain(state)
         (answer,) = answers(bytes(transport.output))
@@ -238,11 +238,11 @@ def test_shutdown_reads_and_answers_a_request_still_arriving() -> None:
     async def body() -> None:
         state = ServerState()
         protocol, transport = connect(state)
-        protocol.data_received(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
+        receive(protocol, b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
         protocol.shutdown()
         assert not transport.closed
         assert not protocol.settled
-        protocol.data_received(b"def")
+        receive(protocol, b"def")
         await drain(state)
         (answer,) = answers(bytes(transport.output))
         assert answer.json()["body"] == "abcdef"

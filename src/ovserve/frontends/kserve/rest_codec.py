@@ -73,7 +73,7 @@ def parse_header_length(value: bytes | None) -> int | None:
     return int(text)
 
 
-def decode_infer_request(body: bytes, header_length: int | None) -> InferRequest:
+def decode_infer_request(body: bytes | memoryview, header_length: int | None) -> InferRequest:
     """Parse the JSON header and attach the binary parts that follow it."""
     if header_length is None:
         header, binary = body, memoryview(b"")

@@ -13,6 +13,9 @@ from ovserve.frontends.status_mapping import http_status
 JSON: Final = b"application/json"
 OCTET_STREAM: Final = b"application/octet-stream"
 
+Body = bytes | memoryview
+"""A request body: bytes, or a view of the buffer a large body was read into (:mod:`.body`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -22,7 +25,7 @@ class Request:
     path: str
     headers: list[tuple[bytes, bytes]]
     """Headers in arrival order, names lower-cased by the protocol."""
-    body: bytes
+    body: Body
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a (lower-case) header, or None."""

@@ -42,7 +42,7 @@ class PredictRequest:
     order: Order
 
 
-def decode_predict(body: bytes, specs: Sequence[TensorSpec]) -> PredictRequest:
+def decode_predict(body: bytes | memoryview, specs: Sequence[TensorSpec]) -> PredictRequest:
     """Parse a row or column formatted body against the model's inputs."""
     document = parse_json(body)
     if not isinstance(document, dict):
