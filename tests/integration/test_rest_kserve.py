@@ -115,6 +115,23 @@ def test_infer_json_and_binary(
     )
 
 
+def test_large_binary_tensors_in_and_out(client: triton.InferenceServerClient) -> None:
+    """Bodies of 1.6 MB arrive over many reads (straight into one buffer); outputs of 800 kB
+    leave from the arrays; the same keep-alive connection serves three in a row."""
+    rng = np.random.default_rng(11)
+    for rows in (50_000, 40_001, 50_000):
+        a, b = (rng.standard_normal((rows, 4)).astype(np.float32) for _ in range(2))
+        outputs = [
+            triton.InferRequestedOutput("sum", binary_data=True),
+            triton.InferRequestedOutput("product", binary_data=True),
+        ]
+        reply = client.infer(
+            MODEL, [infer_input("a", a, True), infer_input("b", b, True)], outputs=outputs
+        )
+        np.testing.assert_array_equal(reply.as_numpy("sum"), a + b)
+        np.testing.assert_array_equal(reply.as_numpy("product"), a * b)
+
+
 def test_infer_all_outputs_binary_by_default(client: triton.InferenceServerClient) -> None:
     """With no outputs listed, tritonclient asks for every output as binary data."""
     result = client.infer(MODEL, [infer_input("a", A, True), infer_input("b", B, False)])

@@ -132,6 +132,22 @@ def test_tls_serves_both_ports_to_clients_that_trust_the_ca(
     assert client.get_model_status("add")[1]["state"] == "AVAILABLE"
 
 
+def test_large_binary_bodies_over_tls(tls_server: ServerProcess, certs: Path) -> None:
+    """A 1.6 MB body is decrypted straight into its buffer, over several TLS records."""
+    client = triton_http.InferenceServerClient(
+        f"{HOST}:{tls_server.rest_port}", ssl=True, ssl_options={"ca_certs": str(certs / "ca.pem")}
+    )
+    big = np.random.default_rng(3).standard_normal((50_000, 4)).astype(np.float32)
+    inputs = [triton_http.InferInput(name, list(big.shape), "FP32") for name in ("a", "b")]
+    for tensor in inputs:
+        tensor.set_data_from_numpy(big, binary_data=True)
+    output = triton_http.InferRequestedOutput("sum", binary_data=True)
+    for _ in range(2):
+        reply = client.infer("add", inputs, outputs=[output])
+        np.testing.assert_array_equal(reply.as_numpy("sum"), big + big)
+    client.close()
+
+
 def test_plaintext_clients_are_refused_on_tls_ports(tls_server: ServerProcess) -> None:
     with grpc.insecure_channel(tls_server.grpc_target) as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)

@@ -281,10 +281,15 @@ def _utf8(value: object, name: str) -> bytes:
     return value.encode()
 
 
-def encode_infer_response(result: InferResult, request: InferRequest) -> tuple[bytes, int | None]:
-    """The reply body and, when binary outputs follow the JSON, the JSON header's length."""
+def encode_infer_response(
+    result: InferResult, request: InferRequest
+) -> tuple[bytes, list[bytes | memoryview]]:
+    """The JSON header and the binary outputs that follow it (none: a JSON-only reply).
+
+    Numeric outputs are views of their arrays, so they reach the socket without a copy.
+    """
     outputs: list[dict[str, Any]] = []
-    parts: list[bytes] = []
+    parts: list[bytes | memoryview] = []
     for name, array in result.outputs.items():
         datatype = DataType.from_numpy(array.dtype)
         entry: dict[str, Any] = {
@@ -293,11 +298,7 @@ def encode_infer_response(result: InferResult, request: InferRequest) -> tuple[b
             "datatype": datatype.value,
         }
         if request.wants_binary(name):
-            raw = (
-                encode_bytes_elements(array)
-                if datatype is DataType.BYTES
-                else np.ascontiguousarray(array).tobytes()
-            )
+            raw = encode_bytes_elements(array) if datatype is DataType.BYTES else _raw_view(array)
             entry["parameters"] = {"binary_data_size": len(raw)}
             parts.append(raw)
         else:
@@ -311,9 +312,12 @@ def encode_infer_response(result: InferResult, request: InferRequest) -> tuple[b
             "outputs": outputs,
         }
     )
-    if not parts:
-        return header, None
-    return b"".join((header, *parts)), len(header)
+    return header, parts
+
+
+def _raw_view(array: npt.NDArray[Any]) -> memoryview:
+    """The array's bytes as a flat byte view (a copy only when it is not contiguous)."""
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
 
 
 def _json_values(array: npt.NDArray[Any], datatype: DataType) -> Any:

@@ -33,13 +33,14 @@ class KServeRest:
         with self._service.call(INFER, match.group("name"), version_of(match), lazy=True) as call:
             parsed = rest_codec.decode_infer_request(request.body, header_length)
             result = await call.infer(parsed.inputs, parsed.outputs)
-            body, json_length = rest_codec.encode_infer_response(result, parsed)
-        if json_length is None:
-            return Response(body=body)
+            header, binary = rest_codec.encode_infer_response(result, parsed)
+        if not binary:
+            return Response(body=header)
         return Response(
-            body=body,
+            body=header,
             content_type=OCTET_STREAM,
-            headers=((b"inference-header-content-length", str(json_length).encode()),),
+            headers=((b"inference-header-content-length", str(len(header)).encode()),),
+            tail=tuple(binary),
         )
 
     async def model_ready(self, request: Request, match: re.Match[str]) -> Response:

@@ -43,6 +43,13 @@ class Response:
     body: bytes = b""
     content_type: bytes = JSON
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    tail: tuple[bytes | memoryview, ...] = ()
+    """Sent after ``body`` as they are, not joined to it (binary tensors: views of the arrays)."""
+
+    @property
+    def length(self) -> int:
+        """The Content-Length: ``body`` and ``tail`` together."""
+        return len(self.body) + sum(len(part) for part in self.tail)
 
 
 def error_response(error: OvserveError) -> Response:

@@ -475,7 +475,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             b"content-type: ",
             response.content_type,
             b"\r\ncontent-length: ",
-            str(len(response.body)).encode(),
+            str(response.length).encode(),
             b"\r\n",
         ]
         for name, value in response.headers:
@@ -484,11 +484,12 @@ class HttpProtocol(asyncio.BufferedProtocol):
             parts.append(b"connection: close\r\n")
         parts.append(b"\r\n")
         head_bytes = b"".join(parts)
-        if head or not response.body:
+        if head or not (response.body or response.tail):
             transport.write(head_bytes)
         else:
-            # One vectored write: status line, headers and body leave in one packet when small.
-            transport.writelines((head_bytes, response.body))
+            # One vectored write: status line, headers and body leave in one packet when small;
+            # binary outputs go from their arrays' memory to the socket without being joined.
+            transport.writelines((head_bytes, response.body, *response.tail))
 
     def _linger_then_close(self, transport: asyncio.Transport) -> None:
         """Drop what the client still sends for a moment, then close.
