@@ -13,6 +13,7 @@ Sections (every ratio is taken within one run, variants interleaved in rounds):
   pinned  conv (602 KB) and face (300x300, 600x400): the server pinned to core 0, the load
           generator to core 1 (sched affinity, inherited by h2load/hey), against in-process
           OpenVINO pinned to core 0; KServe gRPC raw and KServe REST with the binary extension.
+          With --baseline_src, a second server from that tree is measured in the same rounds.
   memory  idle RSS (and PSS) of a server, before and after traffic, for the face and tiny
           models, 1 and 2 workers; with --baseline_src, the same for another source tree
           (e.g. the main branch's src/) run with this venv.
@@ -264,7 +265,7 @@ def section_tiny(
                 (t.name, "tiny idle (in the tiny section)", rss, math.nan, math.nan)
             )
             print(f"  {t.name} ready in {t.srv.ready_s:.1f} s, idle RSS {rss:.0f} MiB", flush=True)
-        for api in ("kserve", "rest"):
+        for api in args.tiny_apis:
             for conc in args.concs:
                 for t in targets:
                     if t is floor and api != "kserve":
@@ -300,6 +301,11 @@ def section_pinned(args: argparse.Namespace, results: Results, models: Path, fac
     cases = [("conv", models / "conv", models / "conv" / "1" / "model.onnx", [conv_request()])]
     face_xml = next((face / "1").glob("*.xml"))
     cases.append(("face", face, face_xml, [face_request(s) for s in args.face_sizes]))
+    cases = [case for case in cases if case[0] in args.pinned_models]
+    apis = [(api, api == "rest") for api in args.pinned_apis]
+    trees: list[tuple[str, Path | None]] = [("ovserve", None)]
+    if args.baseline_src is not None:
+        trees.append(("ovserve-baseline", args.baseline_src))
     for model, model_dir, model_file, reqs in cases:
         with contextlib.ExitStack() as stack:
             with affinity({SERVER_CORE}):
@@ -307,20 +313,24 @@ def section_pinned(args: argparse.Namespace, results: Results, models: Path, fac
                 worker = InprocessWorker(model_file, model, sizes, model != "face")
                 stack.callback(worker.close)
                 flags = ["--shape", "(1,3,-1,-1)"] if model == "face" else []
-                t = start("ovserve", model, model_dir, logs, flags,
-                          prefix=["taskset", "-c", str(SERVER_CORE)])  # fmt: skip
-                stack.callback(servers.stop, t.srv)
+                targets = []
+                for name, src in trees:
+                    t = start(name, model, model_dir, logs, flags, env_src=src,
+                              prefix=["taskset", "-c", str(SERVER_CORE)])  # fmt: skip
+                    stack.callback(servers.stop, t.srv)
+                    targets.append(t)
             with affinity({LOAD_CORE}):
                 for req in reqs:
                     variants: list[Callable[[], Run]] = []
                     modes = ["throughput"] + (["latency"] if model != "face" else [])
                     for mode in modes:
                         variants.append(inprocess_variant(worker, req, mode, args.seconds))
-                    for api, binary in (("kserve", False), ("rest", True)):
-                        conc, log = args.pinned_conc, logs / "load-last.txt"
-                        variants.append(
-                            measure_server(t, req, api, conc, args.seconds, work, log, binary)
-                        )
+                    for api, binary in apis:
+                        for t in targets:
+                            conc, log = args.pinned_conc, logs / "load-last.txt"
+                            variants.append(
+                                measure_server(t, req, api, conc, args.seconds, work, log, binary)
+                            )
                     rounds(results, "pinned", variants, args.rounds)
 
 
@@ -450,12 +460,14 @@ def tables(results: Results) -> str:
             best: list[Run] = []
             for rnd in sorted({r.round for r in inproc}):
                 best.append(max((r for r in inproc if r.round == rnd), key=lambda r: r.rps))
-            for api in dict.fromkeys(r.api for r in mine if r.server != "in-process"):
-                srv = [r for r in mine if r.api == api and r.server != "in-process"]
+            served = dict.fromkeys((r.api, r.server) for r in mine if r.server != "in-process")
+            for api, server in served:
+                srv = [r for r in mine if r.api == api and r.server == server]
                 rate, cpu = median([r.rps for r in best]), median([r.cpu_us for r in best])
                 inp = f"{rate:,.0f} {cpu:,.0f} µs"
+                what = api if server == "ovserve" else f"{api} ({server})"
                 out.append(
-                    f"| {model} | {label} | {api} | {cell(srv)} | {inp} | {ratio(srv, best)} |"
+                    f"| {model} | {label} | {what} | {cell(srv)} | {inp} | {ratio(srv, best)} |"
                 )
     if results.memory:
         out.append("\n| server | what | RSS MiB | PSS MiB | RSS after load MiB |")
@@ -476,12 +488,16 @@ def parse_args() -> argparse.Namespace:
     add("--sections", nargs="+", default=["tiny", "pinned", "memory"],
         choices=["tiny", "pinned", "memory"])  # fmt: skip
     add("--concs", nargs="+", type=int, default=[1, 8, 32])
+    add("--tiny_apis", nargs="+", default=["kserve", "rest"], choices=["kserve", "rest"])
     add("--pinned_conc", type=int, default=2, help="requests in flight in the pinned section")
     add("--face_sizes", nargs="+", default=["300x300", "600x400"])
+    add("--pinned_models", nargs="+", default=["conv", "face"], choices=["conv", "face"])
+    add("--pinned_apis", nargs="+", default=["kserve", "rest"], choices=["kserve", "rest"],
+        help="rest = KServe REST with the binary extension")  # fmt: skip
     add("--peers", default="auto")
     add("--baseline_src", type=Path, default=None,
         help="another tree's src/ folder (e.g. main's) run with this venv: memory, and in the "
-             "tiny section as ovserve-baseline with default flags")  # fmt: skip
+             "tiny and pinned sections as ovserve-baseline with default flags")  # fmt: skip
     add("--tiny_servers", nargs="+", default=list(TINY_SERVERS), choices=list(TINY_SERVERS),
         help="the ovserve servers of the tiny section")  # fmt: skip
     add("--out", type=Path, default=BENCH / "results")
