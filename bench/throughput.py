@@ -420,6 +420,20 @@ def ratio(runs: list[Run], over: list[Run], what: str = "rps") -> str:
     return f"{statistics.median(values):.2f} ({values[0]:.2f}..{values[-1]:.2f})"
 
 
+def cpu_ratio(runs: list[Run], over: list[Run]) -> str:
+    """Median of per-round ratios of CPU per inference (``over``) to CPU per request (``runs``).
+
+    What the req/s ratio would be on a core of its own: steadier on a shared machine.
+    """
+    by_round = {r.round: r.cpu_us for r in over}
+    values = sorted(
+        by_round[r.round] / r.cpu_us for r in runs if by_round.get(r.round) and r.cpu_us
+    )
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.2f} ({values[0]:.2f}..{values[-1]:.2f})"
+
+
 def tables(results: Results) -> str:
     out = []
     tiny = [r for r in results.runs if r.section == "tiny"]
@@ -452,8 +466,9 @@ def tables(results: Results) -> str:
     pinned = [r for r in results.runs if r.section == "pinned"]
     if pinned:
         out.append("\n| model | input | API | ovserve req/s (mean / p99 ms) CPU/req "
-                   "| in-process/s (best mode) CPU/infer | ovserve / in-process |")  # fmt: skip
-        out.append("| --- | --- | --- | --- | --- | --- |")
+                   "| in-process/s (best mode) CPU/infer | ovserve / in-process "
+                   "| in-process CPU / ovserve CPU |")  # fmt: skip
+        out.append("| --- | --- | --- | --- | --- | --- | --- |")
         for model, label in dict.fromkeys((r.model, r.input) for r in pinned):
             mine = [r for r in pinned if r.model == model and r.input == label]
             inproc = [r for r in mine if r.server == "in-process"]
@@ -467,7 +482,8 @@ def tables(results: Results) -> str:
                 inp = f"{rate:,.0f} {cpu:,.0f} µs"
                 what = api if server == "ovserve" else f"{api} ({server})"
                 out.append(
-                    f"| {model} | {label} | {what} | {cell(srv)} | {inp} | {ratio(srv, best)} |"
+                    f"| {model} | {label} | {what} | {cell(srv)} | {inp} | {ratio(srv, best)} "
+                    f"| {cpu_ratio(srv, best)} |"
                 )
     if results.memory:
         out.append("\n| server | what | RSS MiB | PSS MiB | RSS after load MiB |")

@@ -28,6 +28,8 @@ class BodyReader:
         self._buffer: memoryview | None = None
         self.size = 0
         """Bytes received so far."""
+        self.direct = False
+        """True while the socket reads straight into this body's buffer."""
 
     def reset(self, expected: int | None = None) -> None:
         """Start a new body of ``expected`` bytes (None: unknown, e.g. chunked)."""
@@ -35,6 +37,11 @@ class BodyReader:
         self._chunks = []
         self._buffer = None
         self.size = 0
+        self.direct = False
+
+    def expect(self, expected: int | None) -> None:
+        """The declared length, known once the headers are in (None: chunked)."""
+        self._expected = expected
 
     def append(self, chunk: bytes) -> None:
         """Bytes the parser decoded."""
@@ -61,14 +68,8 @@ class BodyReader:
                 offset += len(chunk)
             self._chunks = []
             self._buffer = buffer
+        self.direct = True
         return True
-
-    @property
-    def direct(self) -> bool:
-        """True while the socket reads straight into this body's buffer."""
-        return (
-            self._buffer is not None and self._expected is not None and (self.size < self._expected)
-        )
 
     def window(self) -> memoryview:
         """Where the next read goes: exactly the bytes still missing (never the next request)."""
@@ -78,7 +79,10 @@ class BodyReader:
     def received(self, count: int) -> bool:
         """``count`` bytes were read into the window; True when the body is complete."""
         self.size += count
-        return self._expected is not None and self.size >= self._expected
+        if self._expected is not None and self.size >= self._expected:
+            self.direct = False
+            return True
+        return False
 
     def take(self) -> Body:
         """The whole body; the reader starts empty again."""

@@ -119,6 +119,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._method = ""
         self._keep_alive = True
         self._body = BodyReader()
+        self._read_buffer = state.read_buffer
         self._held = 0
         """Budget bytes taken for the message being read."""
         self._budget_waiter: asyncio.Task[None] | None = None
@@ -183,26 +184,22 @@ class HttpProtocol(asyncio.BufferedProtocol):
         """Where the loop reads next: the missing part of a large body, else the scratch buffer."""
         if self._body.direct and not self._discarding:
             return self._body.window()
-        return self._state.read_buffer
+        return self._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         """``nbytes`` were read into the buffer from :meth:`get_buffer`."""
         if self._discarding:
             return
+        self._deadline.clear()
         if self._body.direct:
-            self._deadline.clear()
             if self._body.received(nbytes):
                 self._body_complete()
             else:
                 self._watch_partial_request()
             return
-        self._feed(self._state.read_buffer[:nbytes])
-
-    def _feed(self, data: memoryview) -> None:
-        """Feed the parser; malformed HTTP gets a 400 and the connection closes."""
-        self._deadline.clear()
+        # Into the parser; malformed HTTP gets a 400 and the connection closes.
         try:
-            self._parser.feed_data(data)
+            self._parser.feed_data(self._read_buffer[:nbytes])
         except httptools.HttpParserUpgrade:
             # An upgrade offer (curl's h2c, websockets) is declined by answering in HTTP/1.1;
             # the parser stops at the upgrade, so the connection closes after that answer.
@@ -295,8 +292,9 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if length is not None and length > self._max_body:
             self._refuse_now(refusals.too_large(length, self._max_body))
             return
-        if not self._parser.should_upgrade():
-            self._body.reset(length)
+        # An upgrade offer's body is never parsed: its message completes with the headers, so
+        # the reader never opens a buffer for it.
+        self._body.expect(length)
         cost = self._budget.cost(length) if length is not None else 0
         if cost and not self._budget.try_take(cost):
             self._wait_for_budget(cost, expect_continue)
@@ -322,7 +320,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             return
         self._in_message = False
         body = self._body.take()
-        self._queue_request(body, self._parser.should_keep_alive(), self._refusal(body))
+        self._queue_request(body, self._keep_alive, self._refusal(body))
 
     def _body_complete(self) -> None:
         """The last byte of a body read straight into its buffer arrived.
