@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 from test_rest_protocol import FakeTransport, answers, drain, receive
 
+from ovserve.frontends.rest import body as body_module
 from ovserve.frontends.rest.body import BodyReader
 from ovserve.frontends.rest.http import Request, Response
 from ovserve.frontends.rest.limits import HttpLimits
@@ -129,3 +131,32 @@ def test_binary_tail_is_written_after_the_body_in_the_same_write() -> None:
     assert answer.headers["content-length"] == str(7 + 16 + 2)
     assert answer.body == b'{"a":1}' + tensor.tobytes() + b"zz"
     assert transport.writes == 1
+
+
+def test_no_memory_for_a_large_body_is_503_and_the_server_keeps_going(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class NoMemory:
+        uint8 = np.uint8
+
+        @staticmethod
+        def empty(*_: object, **__: object) -> None:
+            raise MemoryError
+
+    monkeypatch.setattr(body_module, "np", NoMemory)
+
+    async def run() -> FakeTransport:
+        state = ServerState(limits=HttpLimits(linger=0.01))
+        protocol = HttpProtocol(lambda _: asyncio.sleep(0, Response()), state, BIG)
+        transport = FakeTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        receive(protocol, post(b"z" * SIZE)[:-10])
+        await drain(state)
+        await asyncio.sleep(0.05)
+        return transport
+
+    transport = asyncio.run(run())
+    (answer,) = answers(bytes(transport.output))
+    assert answer.status == 503
+    assert f"no memory for a body of {SIZE} bytes" in answer.json()["error"]
+    assert transport.closed

@@ -23,7 +23,8 @@ class BodyReader:
     """Collects one request body; ``open`` switches a declared-length body to direct reads."""
 
     def __init__(self) -> None:
-        self._expected: int | None = None
+        self.expected: int | None = None
+        """The declared length (None: not known, e.g. chunked)."""
         self._chunks: list[bytes] = []
         self._buffer: memoryview | None = None
         self.size = 0
@@ -33,7 +34,7 @@ class BodyReader:
 
     def reset(self, expected: int | None = None) -> None:
         """Start a new body of ``expected`` bytes (None: unknown, e.g. chunked)."""
-        self._expected = expected
+        self.expected = expected
         self._chunks = []
         self._buffer = None
         self.size = 0
@@ -41,7 +42,7 @@ class BodyReader:
 
     def expect(self, expected: int | None) -> None:
         """The declared length, known once the headers are in (None: chunked)."""
-        self._expected = expected
+        self.expected = expected
 
     def append(self, chunk: bytes) -> None:
         """Bytes the parser decoded."""
@@ -57,7 +58,7 @@ class BodyReader:
 
         Allocated without zeroing (numpy's ``empty``): every byte is written before it is read.
         """
-        expected = self._expected
+        expected = self.expected
         if expected is None or self.size >= expected:
             return False
         if self._buffer is None:
@@ -79,7 +80,7 @@ class BodyReader:
     def received(self, count: int) -> bool:
         """``count`` bytes were read into the window; True when the body is complete."""
         self.size += count
-        if self._expected is not None and self.size >= self._expected:
+        if self.expected is not None and self.size >= self.expected:
             self.direct = False
             return True
         return False

@@ -35,7 +35,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from ovserve.errors import ErrorCode, InvalidInput, OvserveError
+from ovserve.errors import ErrorCode, InvalidInput, OvserveError, ServerBusy
 from ovserve.frontends.failure_log import FAILURES
 from ovserve.frontends.request_budget import RequestBudget
 from ovserve.frontends.rest import refusals
@@ -211,8 +211,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         except httptools.HttpParserError as error:
             self._fail(str(error) or "malformed HTTP request")
         if self._in_message and not self._discarding:
-            if self._headers_done and self._budget_waiter is None:
-                self._body.open()
+            if self._headers_done and self._budget_waiter is None and not self._open_body():
+                return
             self._watch_partial_request()
 
     def eof_received(self) -> bool:
@@ -324,6 +324,17 @@ class HttpProtocol(asyncio.BufferedProtocol):
         body = self._body.take()
         self._queue_request(body, self._keep_alive, self._refusal(body))
 
+    def _open_body(self) -> bool:
+        """Give the rest of a declared body its buffer; False (and 503) when memory is short."""
+        try:
+            self._body.open()
+        except MemoryError:
+            self._refuse_now(
+                error_response(ServerBusy(f"no memory for a body of {self._body.expected} bytes"))
+            )
+            return False
+        return True
+
     def _body_complete(self) -> None:
         """The last byte of a body read straight into its buffer arrived.
 
@@ -414,7 +425,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._held = cost
         if expect_continue:
             transport.write(_CONTINUE)
-        self._body.open()
+        if not self._open_body():
+            return
         self._resume(Reason.BUDGET)
         self._watch_partial_request()
 
