@@ -69,14 +69,15 @@ def test_a_header_trickle_does_not_extend_the_header_deadline() -> None:
 
 def test_a_stalled_body_gets_408() -> None:
     async def body() -> None:
-        state = ServerState(limits=FAST)
+        # Silences of 0.05 s against a 0.3 s limit: wide enough for a loaded CI machine.
+        state = ServerState(limits=HttpLimits(body_timeout=0.3, linger=0.01))
         protocol, transport = connect(state)
         receive(protocol, b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
         for _ in range(3):  # a body that keeps coming is not cut off
-            await asyncio.sleep(0.03)
+            await asyncio.sleep(0.05)
             receive(protocol, b"d")
         assert transport.output == b""
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.6)
         await drain(state)
         (answer,) = answers(bytes(transport.output))
         assert answer.status == 408
