@@ -231,7 +231,8 @@ def test_requests_queue_while_every_slot_is_busy() -> None:
 
 def test_max_queue_delay_gathers_requests_that_arrive_later() -> None:
     model = RowModel()
-    batched, sizes = batching(model, delay_us=50_000)
+    # 0.5 s: 100 times the arrivals' spacing, so a loaded machine cannot stretch them past it.
+    batched, sizes = batching(model, delay_us=500_000)
 
     async def run() -> list[Any]:
         tasks = []
