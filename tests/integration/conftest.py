@@ -33,10 +33,14 @@ LOG_TAIL_CHARS = 6000
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """On a failure, attach the tail of every running server's log to the report."""
+    """On a failure, attach the tail of every running server's log to the report.
+
+    Newest first: the failing test's own servers (perhaps exited already) lead, before the
+    long-lived shared ones, so a truncated CI log still shows them.
+    """
     report: pytest.TestReport = yield
     if report.failed:
-        for server in running_servers():
+        for server in reversed(running_servers()):
             tail = server.log_text()[-LOG_TAIL_CHARS:]
             report.sections.append((f"ovserve log (pid {server.pid})", tail))
     return report
