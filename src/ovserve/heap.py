@@ -3,7 +3,8 @@
 glibc keeps freed memory in its arenas, so after large requests, rare input shapes or a model
 load the process holds memory it no longer uses; ``malloc_trim(0)`` returns it. Where the C
 library has no ``malloc_trim`` (musl, macOS) nothing happens. A leaf module, so the engine and
-the front-ends share it without importing each other.
+the front-ends share it without importing each other. glibc's ``mallopt`` is loaded the same
+way, for :func:`keep_request_buffers`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import ctypes
 import ctypes.util
 import functools
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 M_TRIM_THRESHOLD: Final = -1
 M_MMAP_THRESHOLD: Final = -3
@@ -28,17 +29,24 @@ Small, so that idle RSS does not move (measured with bench/run-throughput --sect
 
 
 @functools.cache
-def malloc_trim_function() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, loaded once; None where the C library has none."""
-    name = ctypes.util.find_library("c")
-    if name is None:
+def _glibc_function(name: str, *argtypes: type[ctypes._SimpleCData[Any]]) -> Any:
+    """The C library's function ``name`` with these argument types (returning int), loaded
+    once; None where the C library has no such function (not glibc)."""
+    library = ctypes.util.find_library("c")
+    if library is None:
         return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim
+        function = getattr(ctypes.CDLL(library), name)
+    except (OSError, AttributeError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
+    function.argtypes = list(argtypes)
+    function.restype = ctypes.c_int
+    return function
+
+
+def malloc_trim_function() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, loaded once; None where the C library has none."""
+    trim: Callable[[int], int] | None = _glibc_function("malloc_trim", ctypes.c_size_t)
     return trim
 
 
@@ -49,20 +57,6 @@ def malloc_trim() -> bool:
         return False
     trim(0)
     return True
-
-
-@functools.cache
-def _mallopt() -> Callable[[int, int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return None
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return mallopt
 
 
 def keep_request_buffers() -> bool:
@@ -77,7 +71,9 @@ def keep_request_buffers() -> bool:
     still returned by ``malloc_trim`` (idle release, the trimmers after large REST and gRPC
     requests) and automatically beyond LARGE_REQUEST_TRIM_THRESHOLD. False without mallopt.
     """
-    mallopt = _mallopt()
+    mallopt: Callable[[int, int], int] | None = _glibc_function(
+        "mallopt", ctypes.c_int, ctypes.c_int
+    )
     if mallopt is None:
         return False
     return bool(
