@@ -111,17 +111,12 @@ class ShapeVariants:
         return self._dynamic.streams
 
     @property
-    def stats(self) -> VariantStats:
-        """Counts for metrics."""
+    def variant_stats(self) -> VariantStats:
+        """Counts for metrics (:class:`~ovserve.engine.base.ReportsVariants`)."""
         counts: VariantCounts = self._policy.counts
         return VariantStats(
             counts.compiled, counts.evicted, counts.failed, counts.served, len(self._policy)
         )
-
-    @property
-    def variant_stats(self) -> VariantStats:
-        """The same counts (:class:`~ovserve.engine.base.ReportsVariants`)."""
-        return self.stats
 
     @property
     def probe_model(self) -> CompiledModel:

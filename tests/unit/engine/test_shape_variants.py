@@ -155,7 +155,7 @@ def test_a_repeated_shape_moves_to_its_variant_and_others_stay_dynamic(
 
     assert run(scenario()) == ["dynamic", "dynamic", "static(1, 8)", "dynamic"]
     assert wrapper.variant_shapes == [((1, 8),)]
-    stats = wrapper.stats
+    stats = wrapper.variant_stats
     assert (stats.compiled, stats.served, stats.live) == (1, 1, 1)
     assert wrapper.inputs == (SPEC,)  # clients see the dynamic model's specs
     wrapper.close()
@@ -177,7 +177,7 @@ def test_lru_eviction_closes_the_least_recently_served_variant(
 
     run(scenario())
     assert not builder.built[((1, 9),)].closed
-    assert wrapper.stats.evicted == 1
+    assert wrapper.variant_stats.evicted == 1
     assert "evicted the static variant for shape (1,8)" in caplog.text
     assert "compiled a static variant for shape (1,9)" in caplog.text
     wrapper.close()
@@ -219,12 +219,12 @@ def test_a_failed_build_leaves_the_dynamic_model_serving_that_shape(
 
     async def scenario() -> list[str]:
         tags = [await tag(wrapper, 8), await tag(wrapper, 8)]
-        await until(lambda: wrapper.stats.failed == 1)
+        await until(lambda: wrapper.variant_stats.failed == 1)
         tags += [await tag(wrapper, 8) for _ in range(3)]
         return tags
 
     assert run(scenario()) == ["dynamic"] * 5
-    assert wrapper.stats.compiled == 0
+    assert wrapper.variant_stats.compiled == 0
     assert "no static variant for shape (1,8)" in caplog.text
     assert "cannot compile for this shape" in caplog.text
     wrapper.close()
@@ -317,8 +317,8 @@ def test_probes_run_on_the_dynamic_model_and_count_nothing(background: ThreadPoo
 
     run(scenario())  # on a loop of its own, closed at once: nothing may have been armed on it
     assert builder.built == {}
-    assert variant_stats_of(wrapper) == wrapper.stats
-    assert wrapper.stats.compiled == 0
+    assert variant_stats_of(wrapper) == wrapper.variant_stats
+    assert wrapper.variant_stats.compiled == 0
 
     async def traffic() -> None:
         await tag(wrapper, 8)
@@ -346,5 +346,5 @@ def test_batched_from_above_only_single_row_shapes_earn_variants(
 
     assert run(scenario()) == [*["dynamic"] * 6, "static(1, 8)", "dynamic"]
     assert wrapper.variant_shapes == [((1, 8),)]
-    assert wrapper.stats.compiled == 1
+    assert wrapper.variant_stats.compiled == 1
     wrapper.close()

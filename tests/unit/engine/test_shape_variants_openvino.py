@@ -99,7 +99,7 @@ def test_variant_results_equal_the_dynamic_model_and_in_process_openvino(tmp_pat
 
     try:
         answers = run(scenario())
-        assert model.stats.served >= 2  # (48,64) at index 3 and 5, and (40,40) at the end
+        assert model.variant_stats.served >= 2  # (48,64) at index 3 and 5, and (40,40) at the end
         for index, (height, width) in enumerate([*shapes, (40, 40)]):
             seed = 99 if index == len(shapes) else index
             expected = reference(path, image(height, width, seed=seed))
@@ -127,7 +127,7 @@ def test_variants_are_dropped_when_the_version_retires(tmp_path: Path) -> None:
 
     compiled = run(scenario())
     assert compiled.variant_shapes == []
-    assert compiled.stats.served == 1
+    assert compiled.variant_stats.served == 1
     with pytest.raises(ModelNotReady):
         _ = instance.compiled
 
@@ -156,7 +156,7 @@ def test_a_failed_variant_compile_leaves_the_dynamic_model_serving(tmp_path: Pat
 
     async def scenario() -> list[npt.NDArray[Any]]:
         answers = [(await model.infer({"x": array})).outputs["y"] for _ in range(2)]
-        await until(lambda: model.stats.failed == 1)
+        await until(lambda: model.variant_stats.failed == 1)
         answers += [(await model.infer({"x": array})).outputs["y"] for _ in range(3)]
         return answers
 
