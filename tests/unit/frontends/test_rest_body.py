@@ -97,14 +97,14 @@ def test_a_stalled_large_body_gets_408_and_its_buffer_is_dropped() -> None:
 
 def test_body_reader_copies_what_the_parser_already_delivered() -> None:
     reader = BodyReader()
-    reader.reset(10)
+    reader.expect(10)
     reader.append(b"abc")
     assert reader.open()
     window = reader.window()
     window[:7] = b"defghij"
     assert reader.received(7)
     assert bytes(reader.take()) == b"abcdefghij"
-    reader.reset(None)  # chunked: no declared length, never read directly
+    reader.reset()  # chunked: no declared length, never read directly
     reader.append(b"ab")
     assert not reader.open()
     reader.append(b"cd")

@@ -23,6 +23,10 @@ class BodyReader:
     """Collects one request body; ``open`` switches a declared-length body to direct reads."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new body, its length not known yet."""
         self.expected: int | None = None
         """The declared length (None: not known, e.g. chunked)."""
         self._chunks: list[bytes] = []
@@ -31,14 +35,6 @@ class BodyReader:
         """Bytes received so far."""
         self.direct = False
         """True while the socket reads straight into this body's buffer."""
-
-    def reset(self, expected: int | None = None) -> None:
-        """Start a new body of ``expected`` bytes (None: unknown, e.g. chunked)."""
-        self.expected = expected
-        self._chunks = []
-        self._buffer = None
-        self.size = 0
-        self.direct = False
 
     def expect(self, expected: int | None) -> None:
         """The declared length, known once the headers are in (None: chunked)."""
