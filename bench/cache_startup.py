@@ -17,7 +17,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,15 +27,10 @@ from pathlib import Path
 
 import tritonclient.grpc as grpcclient
 
+from servers import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "bench" / "results" / "models"
-
-
-def free_port() -> int:
-    """A free local port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 LOAD_SNIPPET = """

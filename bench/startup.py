@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+
+from servers import free_port
 
 READY_BOUND_S = 300.0
 
@@ -82,13 +83,6 @@ def repository(root: Path, count: int) -> tuple[Path, list[Path]]:
     config = root / f"config-{count}.json"
     config.write_text(json.dumps({"model_config_list": entries}))
     return config, files
-
-
-def free_port() -> int:
-    """A free local port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mib(pid: int) -> float:
