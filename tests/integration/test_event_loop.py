@@ -23,21 +23,12 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from _models import save_ir, scale_model, slow_model
 from _rest import sample, scrape
-from _server import ServerPool, ServerProcess
+from _server import ServerPool, ServerProcess, wait_for
 
 F32 = {"plugin_config": {"INFERENCE_PRECISION_HINT": "f32"}}
 
 BOUND_S = 0.2
 SLOW_AT_LEAST_S = 1.0
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def timed(call: Callable[[], object]) -> float:

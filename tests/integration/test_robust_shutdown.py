@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import requests
 import tritonclient.grpc as triton_grpc
-from test_shutdown import wait_for
 
 from _models import reference, save_ir, slow_model
-from _server import F32_FLAGS, ServerPool
+from _server import F32_FLAGS, ServerPool, wait_for
 
 CLIENTS = 4
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

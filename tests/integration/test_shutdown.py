@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -16,22 +15,12 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from _models import reference, save_ir, scale_model, slow_model
 from _rest import sample, scrape
-from _server import F32_FLAGS, ServerPool, ServerProcess, port_is_open
+from _server import F32_FLAGS, ServerPool, ServerProcess, port_is_open, wait_for
 
 
 def in_flight_now(server: ServerProcess) -> float:
     """The server's own count of requests in the model now (OVMS's ``ovms_current_requests``)."""
     return sample(scrape(server.rest_url), "ovms_current_requests", name="slow", version="1")
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    """Poll ``condition`` until it holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def slow_request(x: npt.NDArray[np.float32]) -> service_pb2.ModelInferRequest:
