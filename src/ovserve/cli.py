@@ -26,7 +26,11 @@ from ovserve.config.preprocessing import (
     parse_preprocessing,
     require_layout,
 )
-from ovserve.config.server_config import DEFAULT_MAX_GRPC_MESSAGE_BYTES, ServerConfig
+from ovserve.config.server_config import (
+    DEFAULT_MAX_GRPC_MESSAGE_BYTES,
+    GRPC_STACKS,
+    ServerConfig,
+)
 from ovserve.config.shape import parse_batch_size, parse_shape_param
 from ovserve.config.tls import read_tls
 from ovserve.config.variants import (
@@ -387,6 +391,13 @@ def _add_limits_and_tls_flags(parser: argparse.ArgumentParser) -> None:
         "(default 0: a quarter of the open-file limit, e.g. 256 of 1024)",
     )
     limits.add_argument(
+        "--grpc_stack",
+        choices=GRPC_STACKS,
+        default="native",
+        help="the gRPC transport: native (HTTP/2 on the event loop; default, the faster) or "
+        "grpcio (grpc.aio, gRPC's C core)",
+    )
+    limits.add_argument(
         "--rest_write_buffer_bytes",
         type=int,
         default=4 * 1024 * 1024,
@@ -429,6 +440,7 @@ def _limits_and_tls_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "rest_keep_alive_timeout_seconds": args.rest_keep_alive_timeout_seconds,
         "rest_max_connections": args.rest_max_connections,
         "grpc_max_connections": args.grpc_max_connections,
+        "grpc_stack": args.grpc_stack,
         "rest_write_buffer_bytes": args.rest_write_buffer_bytes,
         "rest_memory_quota": args.rest_memory_quota,
         "tls": read_tls(args.tls_cert, args.tls_key, args.tls_client_ca),

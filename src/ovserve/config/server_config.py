@@ -11,6 +11,9 @@ from ovserve.config.model_config import ModelConfig
 from ovserve.config.tls import TlsConfig
 from ovserve.config.worker_slot import WorkerSlot
 
+GRPC_STACKS = ("native", "grpcio")
+"""The gRPC transports (``--grpc_stack``)."""
+
 DEFAULT_MAX_GRPC_MESSAGE_BYTES = 1024 * 1024 * 1024
 """OVMS allows 1 GiB gRPC messages; so do we (images at 4K as FP32 are ~100 MB)."""
 
@@ -56,6 +59,8 @@ class ServerConfig:
     """Request body bytes being received and decoded at once (0: unlimited)."""
     grpc_max_connections: int = 0
     """Open gRPC connections beyond which new ones are refused (0: from the open-file limit)."""
+    grpc_stack: str = "native"
+    """The gRPC transport: ``native`` (our HTTP/2 on the event loop) or ``grpcio`` (grpc.aio)."""
     tls: TlsConfig | None = None
     """TLS (and mutual TLS) for both ports; None is plaintext."""
     batching: BatchingConfig = field(default_factory=BatchingConfig)

@@ -18,6 +18,7 @@ from ovserve.frontends._generated.tensorflow_serving.apis import (
 )
 from ovserve.frontends.bind import bind_targets, check_free
 from ovserve.frontends.failure_log import FAILURES, quiet_client_errors
+from ovserve.frontends.grpc_h2.server import NativeGrpcFrontend, start_native_grpc
 from ovserve.frontends.grpc_limits import grpc_hygiene_options
 from ovserve.frontends.kserve import grpc_servicer as kserve_servicer
 from ovserve.frontends.kserve.grpc_servicer import KServeServicer
@@ -58,17 +59,19 @@ def guard(
 class _GuardedRegistration:
     """Stands in for the server in the generated ``add_*_to_server`` functions.
 
-    Each method's handler is wrapped once here, at registration, and registered with the server
-    both as a generic handler and as a registered method. A server interceptor did the same
-    wrapping, but grpc.aio awaits every interceptor on every call: a coroutine and a lookup per
-    request. The generated code hands each service's handlers over twice (a generic handler,
-    then the same dictionary as registered methods); the dictionary is the one taken.
+    Each method's handler is wrapped once here, at registration, and kept by full method name
+    (``methods``) for the native transport, or registered with a grpc.aio ``server`` both as a
+    generic handler and as a registered method. A server interceptor did the same wrapping, but
+    grpc.aio awaits every interceptor on every call: a coroutine and a lookup per request. The
+    generated code hands each service's handlers over twice (a generic handler, then the same
+    dictionary as registered methods); the dictionary is the one taken.
     """
 
-    def __init__(self, server: grpc.aio.Server, trimmer: Trimmer) -> None:
+    def __init__(self, server: grpc.aio.Server | None, trimmer: Trimmer) -> None:
         self._server = server
         self._trimmer = trimmer
         self.services: list[str] = []
+        self.methods: dict[str, grpc.RpcMethodHandler] = {}
 
     def add_generic_rpc_handlers(self, generic_handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         """Unwrapped: the same handlers arrive next, by name, in add_registered_method_handlers."""
@@ -81,10 +84,12 @@ class _GuardedRegistration:
             name: guard(f"/{service}/{name}", handler, self._trimmer)
             for name, handler in handlers.items()
         }
-        self._server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(service, guarded),)
-        )
-        self._server.add_registered_method_handlers(service, guarded)
+        self.methods.update({f"/{service}/{name}": h for name, h in guarded.items()})
+        if self._server is not None:
+            self._server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(service, guarded),)
+            )
+            self._server.add_registered_method_handlers(service, guarded)
         self.services.append(service)
 
 
@@ -148,8 +153,28 @@ class GrpcFrontend:
         await self._server.stop(grace)
 
 
-async def start_grpc_server(service: ServingService, config: ServerConfig) -> GrpcFrontend:
-    """Serve TF Serving and KServe gRPC on ``--port``."""
+def _register(service: ServingService, server: grpc.aio.Server | None) -> _GuardedRegistration:
+    """Both APIs' servicers, their handlers guarded; on ``server`` too when it is given."""
+    registration = _GuardedRegistration(server, Trimmer())
+    generated: Any = registration
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+        KServeServicer(service), generated
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(service), generated
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service), generated)
+    if len(registration.services) != 3:  # generated code without registered methods
+        raise RuntimeError(f"gRPC services left unregistered; registered: {registration.services}")
+    return registration
+
+
+async def start_grpc_server(
+    service: ServingService, config: ServerConfig
+) -> GrpcFrontend | NativeGrpcFrontend:
+    """Serve TF Serving and KServe gRPC on ``--port``, on the ``--grpc_stack`` transport."""
+    if config.grpc_stack == "native":
+        return await start_native_grpc(_register(service, None).methods, config)
     limit = config.max_grpc_message_bytes
     targets = bind_targets(config.grpc_bind_address, config.port)
     for target in targets:
@@ -163,16 +188,7 @@ async def start_grpc_server(service: ServingService, config: ServerConfig) -> Gr
             *grpc_hygiene_options(config),
         ],
     )
-    registration: Any = _GuardedRegistration(server, Trimmer())
-    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        KServeServicer(service), registration
-    )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(service), registration
-    )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service), registration)
-    if len(registration.services) != 3:  # generated code without registered methods
-        raise RuntimeError(f"gRPC services left unregistered; registered: {registration.services}")
+    _register(service, server)
     for target in targets:
         try:
             bound = (

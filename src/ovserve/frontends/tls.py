@@ -25,10 +25,16 @@ def grpc_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
 
 
 def rest_ssl_context(tls: TlsConfig) -> ssl.SSLContext:
-    """A server context (TLS 1.2+); client certificates required when a client CA is set."""
+    """The REST port's context (ALPN ``http/1.1``)."""
+    return ssl_context(tls, "http/1.1")
+
+
+def ssl_context(tls: TlsConfig, protocol: str) -> ssl.SSLContext:
+    """A server context (TLS 1.2+) offering ``protocol`` by ALPN; client certificates required
+    when a client CA is set."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols([protocol])
     # load_cert_chain takes paths only; the bytes read at start-up are what is served, so a
     # file replaced since then cannot change the key halfway.
     with tempfile.TemporaryDirectory(prefix="ovserve-tls-") as folder:

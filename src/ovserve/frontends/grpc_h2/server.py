@@ -1,0 +1,102 @@
+"""The native gRPC transport: listening sockets, TLS (ALPN ``h2``) and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+
+import grpc
+
+from ovserve.config.server_config import ServerConfig
+from ovserve.errors import ConfigError
+from ovserve.frontends.bind import bind_targets, host_of, port_in_use
+from ovserve.frontends.descriptors import grpc_connection_cap
+from ovserve.frontends.grpc_h2.calls import Dispatcher
+from ovserve.frontends.grpc_h2.connection import ConnectionLimits, Http2Connection, ServerState
+from ovserve.frontends.grpc_limits import IDLE_CONNECTION_MS
+from ovserve.frontends.tls import ssl_context
+
+
+class NativeGrpcFrontend:
+    """Listening sockets and the connections they accepted."""
+
+    def __init__(
+        self, servers: list[asyncio.Server], state: ServerState, dispatcher: Dispatcher
+    ) -> None:
+        self._servers = servers
+        self._state = state
+        self._dispatcher = dispatcher
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new calls (GOAWAY), let calls in flight finish within ``grace`` seconds."""
+        for server in self._servers:
+            server.close()
+        for connection in list(self._state.connections):
+            connection.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while any(c.busy for c in self._state.connections) and loop.time() < deadline:
+            tasks = set(self._dispatcher.tasks)
+            left = deadline - loop.time()
+            if tasks:
+                await asyncio.wait(tasks, timeout=min(left, 0.05))
+            else:
+                await asyncio.sleep(min(left, 0.05))
+        for task in set(self._dispatcher.tasks):
+            task.cancel()
+        for connection in list(self._state.connections):
+            connection.shutdown()
+        # Replies written just now leave with the close; a connection still open after a
+        # moment (a client that does not read) is cut.
+        for _ in range(20):
+            if not self._state.connections:
+                break
+            await asyncio.sleep(0.05)
+        for connection in list(self._state.connections):
+            connection.abort()
+        for server in self._servers:
+            await server.wait_closed()
+
+
+async def start_native_grpc(
+    methods: dict[str, grpc.RpcMethodHandler], config: ServerConfig
+) -> NativeGrpcFrontend:
+    """Serve ``methods`` (by full method name) on ``--port`` at every ``--grpc_bind_address``."""
+    dispatcher = Dispatcher(methods)
+    state = ServerState(
+        dispatcher,
+        ConnectionLimits(
+            max_message_bytes=config.max_grpc_message_bytes,
+            max_connections=grpc_connection_cap(config.grpc_max_connections),
+            handshake_seconds=config.rest_header_timeout_seconds,
+            idle_seconds=IDLE_CONNECTION_MS / 1000,
+        ),
+    )
+    context = ssl_context(config.tls, "h2") if config.tls is not None else None
+
+    def protocol() -> Http2Connection:
+        return Http2Connection(state)
+
+    loop = asyncio.get_running_loop()
+    servers: list[asyncio.Server] = []
+    for target in bind_targets(config.grpc_bind_address, config.port):
+        try:
+            servers.append(
+                await loop.create_server(
+                    protocol,
+                    host=host_of(target),
+                    port=config.port,
+                    ssl=context,
+                    ssl_handshake_timeout=(
+                        config.rest_header_timeout_seconds if context is not None else None
+                    ),
+                    reuse_port=config.workers > 1,
+                )
+            )
+        except OSError as error:
+            for server in servers:
+                server.close()
+            if error.errno == errno.EADDRINUSE:
+                raise port_in_use("gRPC", target, config.port) from None
+            raise ConfigError(f"Cannot bind gRPC to {target}: {error.strerror}") from None
+    return NativeGrpcFrontend(servers, state, dispatcher)
