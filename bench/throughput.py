@@ -279,6 +279,7 @@ TINY_SERVERS = {
     "ovserve": [],
     "ovserve-nobatch": ["--dynamic_batching", "off"],
     "ovserve-2workers": ["--grpc_workers", "2"],
+    "ovserve-grpcio": ["--grpc_stack", "grpcio"],
 }
 """The ovserve servers of the tiny section and their flags (besides --metrics_enable)."""
 
@@ -303,9 +304,11 @@ def section_pinned(args: argparse.Namespace, results: Results, models: Path, fac
     cases.append(("face", face, face_xml, [face_request(s) for s in args.face_sizes]))
     cases = [case for case in cases if case[0] in args.pinned_models]
     apis = [(api, api == "rest") for api in args.pinned_apis]
-    trees: list[tuple[str, Path | None]] = [("ovserve", None)]
+    trees: list[tuple[str, Path | None, list[str]]] = [("ovserve", None, [])]
+    if "grpcio" in args.pinned_stacks:
+        trees.append(("ovserve-grpcio", None, ["--grpc_stack", "grpcio"]))
     if args.baseline_src is not None:
-        trees.append(("ovserve-baseline", args.baseline_src))
+        trees.append(("ovserve-baseline", args.baseline_src, []))
     for model, model_dir, model_file, reqs in cases:
         with contextlib.ExitStack() as stack:
             with affinity({SERVER_CORE}):
@@ -314,8 +317,8 @@ def section_pinned(args: argparse.Namespace, results: Results, models: Path, fac
                 stack.callback(worker.close)
                 flags = ["--shape", "(1,3,-1,-1)"] if model == "face" else []
                 targets = []
-                for name, src in trees:
-                    t = start(name, model, model_dir, logs, flags, env_src=src,
+                for name, src, extra in trees:
+                    t = start(name, model, model_dir, logs, flags + extra, env_src=src,
                               prefix=["taskset", "-c", str(SERVER_CORE)])  # fmt: skip
                     stack.callback(servers.stop, t.srv)
                     targets.append(t)
@@ -327,6 +330,8 @@ def section_pinned(args: argparse.Namespace, results: Results, models: Path, fac
                         variants.append(inprocess_variant(worker, req, mode, args.seconds))
                     for api, binary in apis:
                         for t in targets:
+                            if api == "rest" and t.name == "ovserve-grpcio":
+                                continue  # the same REST as "ovserve"
                             conc, log = args.pinned_conc, logs / "load-last.txt"
                             variants.append(
                                 measure_server(t, req, api, conc, args.seconds, work, log, binary)
@@ -510,6 +515,8 @@ def parse_args() -> argparse.Namespace:
     add("--pinned_models", nargs="+", default=["conv", "face"], choices=["conv", "face"])
     add("--pinned_apis", nargs="+", default=["kserve", "rest"], choices=["kserve", "rest"],
         help="rest = KServe REST with the binary extension")  # fmt: skip
+    add("--pinned_stacks", nargs="+", default=["native", "grpcio"], choices=["native", "grpcio"],
+        help="gRPC stacks of the pinned section (grpcio: --grpc_stack grpcio as well)")  # fmt: skip
     add("--peers", default="auto")
     add("--baseline_src", type=Path, default=None,
         help="another tree's src/ folder (e.g. main's) run with this venv: memory, and in the "

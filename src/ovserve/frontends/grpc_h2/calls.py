@@ -129,6 +129,7 @@ class _Call:
         connection: Http2Connection,
         stream: Stream,
         handler: grpc.RpcMethodHandler,
+        *,
         deadline: float | None,
         encoding: str,
         tasks: set[asyncio.Task[None]],
@@ -282,8 +283,8 @@ class UnaryCall(_Call):
 class StreamCall(_Call):
     """Request and reply messages both streamed (``ModelStreamInfer``)."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._queue: asyncio.Queue[bytes | bytearray | None] = asyncio.Queue()
         self.start(self._run())
 
@@ -391,7 +392,9 @@ class Dispatcher:
         else:
             refuse(connection, stream, grpc.StatusCode.UNIMPLEMENTED, f"{path} is not served")
             return
-        stream.call = kind(connection, stream, handler, deadline, encoding, self.tasks)
+        stream.call = kind(
+            connection, stream, handler, deadline=deadline, encoding=encoding, tasks=self.tasks
+        )
 
 
 def _head(headers: Headers) -> dict[str, str]:

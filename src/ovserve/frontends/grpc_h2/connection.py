@@ -46,6 +46,10 @@ MAX_RESETS_PER_SECOND: Final = 500
 DRAINED_BYTES: Final = 1024 * 1024
 """A streaming call sends its next reply once less than this is waiting for the window."""
 
+SHUTDOWN_PING: Final = b"ovserve!"
+SHUTDOWN_PING_SECONDS: Final = 1.0
+"""How long a stopping server waits for the client to acknowledge its first GOAWAY."""
+
 Dispatch = Callable[["Http2Connection", Stream], None]
 
 
@@ -108,6 +112,7 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._resets = 0
         self._resets_since = 0.0
         self._goaway_sent = False
+        self._draining = False
         self.closed = False
         self._write_paused = False
         self._drain_waiters: dict[int, asyncio.Future[None]] = {}
@@ -172,12 +177,21 @@ class Http2Connection(asyncio.BufferedProtocol):
             self._transport.resume_reading()
 
     def shutdown(self) -> None:
-        """Graceful stop: GOAWAY naming the last stream taken; close once its calls are done."""
-        if self.closed:
+        """Graceful stop, in two steps as gRPC's servers do: a GOAWAY that still takes every
+        stream, with a PING; once the client acknowledges it (requests it sent before reading
+        the GOAWAY have arrived by then), the GOAWAY naming the last stream taken. The
+        connection closes once its calls are done."""
+        if self.closed or self._draining:
             return
-        if not self._goaway_sent:
-            self._goaway_sent = True
-            self._write(f.goaway(self._last_stream, f.NO_ERROR))
+        self._draining = True
+        self._write(f.goaway(f.MAX_STREAM_ID, f.NO_ERROR) + f.frame(f.PING, 0, 0, SHUTDOWN_PING))
+        self._loop.call_later(SHUTDOWN_PING_SECONDS, self._last_goaway)
+
+    def _last_goaway(self) -> None:
+        if self.closed or self._goaway_sent:
+            return
+        self._goaway_sent = True
+        self._write(f.goaway(self._last_stream, f.NO_ERROR))
         if not self.streams:
             self._close()
 
@@ -482,6 +496,8 @@ class Http2Connection(asyncio.BufferedProtocol):
         if stream_id != 0 or len(payload) != 8:
             raise Http2Failure(f.PROTOCOL_ERROR, "bad PING")
         if flags & f.ACK:
+            if bytes(payload) == SHUTDOWN_PING and self._draining:
+                self._last_goaway()
             return
         self._pings += 1
         if self._pings > MAX_PINGS_WITHOUT_CALLS:

@@ -49,6 +49,7 @@ DEFAULT_WINDOW: Final = 65_535
 DEFAULT_MAX_FRAME: Final = 16_384
 MAX_FRAME_LIMIT: Final = (1 << 24) - 1
 MAX_WINDOW: Final = (1 << 31) - 1
+MAX_STREAM_ID: Final = (1 << 31) - 1
 
 _HEADER: Final = struct.Struct(">HBBBL")
 _SETTING: Final = struct.Struct(">HL")
