@@ -13,7 +13,7 @@ import asyncio
 import logging
 import zlib
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NamedTuple, NoReturn
 
 import grpc
 
@@ -352,50 +352,90 @@ def refuse(
     connection.send_trailers(stream, trailers(code, details), headers=head)
 
 
+class _Route(NamedTuple):
+    """What a request's headers ask for: a call to start, or the refusal to answer with."""
+
+    kind: type[UnaryCall] | type[StreamCall] | None
+    handler: grpc.RpcMethodHandler | None
+    timeout: str | None
+    encoding: str
+    refusal: tuple[grpc.StatusCode, str, int] = (grpc.StatusCode.OK, "", 200)
+
+
+MAX_ROUTES: Final = 256
+
+
 class Dispatcher:
-    """Starts the call each new stream asks for."""
+    """Starts the call each new stream asks for.
+
+    A client's repeated header blocks decode to the same list (``header_codec`` remembers
+    them), so the route read from a list is remembered by the list's identity; each entry holds
+    its list, so an identity is not reused while remembered.
+    """
 
     def __init__(self, methods: dict[str, grpc.RpcMethodHandler]) -> None:
         self._methods = methods
+        self._routes: dict[int, tuple[Headers, _Route]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
     def __call__(self, connection: Http2Connection, stream: Stream) -> None:
         """Look the method up and attach its call to ``stream``."""
-        head = _head(stream.headers)
-        path = head.get(":path", "")
-        if head.get(":method") != "POST":
-            refuse(connection, stream, grpc.StatusCode.UNIMPLEMENTED, "gRPC needs POST", 405)
-            return
-        if not head.get("content-type", "").startswith("application/grpc"):
-            refuse(connection, stream, grpc.StatusCode.UNKNOWN, "not a gRPC content-type", 415)
-            return
-        handler = self._methods.get(path)
-        if handler is None:
-            refuse(connection, stream, grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {path}")
+        headers = stream.headers
+        known = self._routes.get(id(headers))
+        if known is not None and known[0] is headers:
+            route = known[1]
+        else:
+            route = self._route(headers)
+            if len(self._routes) >= MAX_ROUTES:
+                self._routes.clear()
+            self._routes[id(headers)] = (headers, route)
+        if route.kind is None or route.handler is None:
+            refuse(connection, stream, *route.refusal)
             return
         deadline = None
-        timeout = head.get("grpc-timeout")
-        if timeout is not None:
-            seconds = parse_timeout(timeout)
+        if route.timeout is not None:
+            seconds = parse_timeout(route.timeout)
             if seconds is None:
                 refuse(
-                    connection, stream, grpc.StatusCode.INTERNAL, f"bad grpc-timeout {timeout!r}"
+                    connection,
+                    stream,
+                    grpc.StatusCode.INTERNAL,
+                    f"bad grpc-timeout {route.timeout!r}",
                 )
                 return
             deadline = asyncio.get_running_loop().time() + seconds
-        encoding = head.get("grpc-encoding", "identity")
-        kind: type[UnaryCall] | type[StreamCall]
-        if handler.unary_unary is not None:
-            kind = UnaryCall
-        elif handler.stream_stream is not None:
-            kind = StreamCall
-        else:
-            refuse(connection, stream, grpc.StatusCode.UNIMPLEMENTED, f"{path} is not served")
-            return
-        stream.call = kind(
-            connection, stream, handler, deadline=deadline, encoding=encoding, tasks=self.tasks
+        stream.call = route.kind(
+            connection,
+            stream,
+            route.handler,
+            deadline=deadline,
+            encoding=route.encoding,
+            tasks=self.tasks,
         )
 
-
-def _head(headers: Headers) -> dict[str, str]:
-    return dict(headers)
+    def _route(self, headers: Headers) -> _Route:
+        head = dict(headers)
+        path = head.get(":path", "")
+        timeout = head.get("grpc-timeout")
+        encoding = head.get("grpc-encoding", "identity")
+        if head.get(":method") != "POST":
+            return _Route(
+                None,
+                None,
+                timeout,
+                encoding,
+                (grpc.StatusCode.UNIMPLEMENTED, "gRPC needs POST", 405),
+            )
+        if not head.get("content-type", "").startswith("application/grpc"):
+            refusal = (grpc.StatusCode.UNKNOWN, "not a gRPC content-type", 415)
+            return _Route(None, None, timeout, encoding, refusal)
+        handler = self._methods.get(path)
+        if handler is None:
+            refusal = (grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {path}", 200)
+            return _Route(None, None, timeout, encoding, refusal)
+        if handler.unary_unary is not None:
+            return _Route(UnaryCall, handler, timeout, encoding)
+        if handler.stream_stream is not None:
+            return _Route(StreamCall, handler, timeout, encoding)
+        refusal = (grpc.StatusCode.UNIMPLEMENTED, f"{path} is not served", 200)
+        return _Route(None, None, timeout, encoding, refusal)

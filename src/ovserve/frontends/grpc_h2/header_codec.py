@@ -2,9 +2,10 @@
 the server sends.
 
 gRPC clients send the same request headers on every call of a connection. Once the dynamic
-table holds them, each block is a handful of indexed fields, byte-for-byte the same each time;
-such a block changes nothing in the table, so its decoding is remembered until a block that may
-change the table arrives. The server's own blocks use no table at all: literal fields without
+table holds them, each block is a handful of indexed fields (and literals the encoder chose not
+to index, such as ``:path`` for nghttp2), byte-for-byte the same each time; such a block changes
+nothing in the table, so its decoding is remembered until a block that may change the table
+arrives. The server's own blocks use no table at all: literal fields without
 indexing, built once.
 """
 
@@ -40,7 +41,7 @@ class HeaderDecoder:
         except (hpack.HPACKError, UnicodeDecodeError, IndexError, ValueError) as error:
             raise HeaderBlockError(str(error) or type(error).__name__) from None
         headers: Headers = [(str(name), str(value)) for name, value in fields]
-        if _indexed_only(block):
+        if _leaves_table_alone(block):
             if len(self._remembered) >= MAX_REMEMBERED:
                 self._remembered.clear()
             self._remembered[block] = headers
@@ -49,20 +50,54 @@ class HeaderDecoder:
         return headers
 
 
-def _indexed_only(block: bytes) -> bool:
-    """Whether every field of ``block`` is an indexed field (leaves the dynamic table alone)."""
+def _leaves_table_alone(block: bytes) -> bool:
+    """Whether decoding ``block`` cannot change the dynamic table: it holds only indexed fields
+    and literals without indexing or never indexed (RFC 7541 §6), no insertion or size update.
+    """
     at = 0
     end = len(block)
-    while at < end:
-        byte = block[at]
-        if not byte & 0x80:
-            return False
+    try:
+        while at < end:
+            first = block[at]
+            if first & 0x80:  # indexed field
+                at = _skip_integer(block, at, 7)
+            elif first & 0xE0 == 0:  # literal without indexing / never indexed
+                name_index_end = _skip_integer(block, at, 4)
+                if first & 0x0F == 0:  # a literal name follows
+                    name_index_end = _skip_string(block, name_index_end)
+                at = _skip_string(block, name_index_end)
+            else:  # insertion (01) or table size update (001)
+                return False
+    except IndexError:
+        return False
+    return at == end
+
+
+def _skip_integer(block: bytes, at: int, prefix_bits: int) -> int:
+    """The position after the HPACK integer at ``at``."""
+    limit = (1 << prefix_bits) - 1
+    if block[at] & limit != limit:
+        return at + 1
+    at += 1
+    while block[at] & 0x80:
         at += 1
-        if byte & 0x7F == 0x7F:
-            while at < end and block[at] & 0x80:
-                at += 1
+    return at + 1
+
+
+def _skip_string(block: bytes, at: int) -> int:
+    """The position after the HPACK string literal at ``at``."""
+    length = block[at] & 0x7F
+    if length == 0x7F:
+        length, shift, at = 0x7F, 0, at + 1
+        while True:
+            byte = block[at]
+            length += (byte & 0x7F) << shift
+            shift += 7
             at += 1
-    return True
+            if not byte & 0x80:
+                break
+        return at + length
+    return at + 1 + length
 
 
 def _integer(value: int, prefix_bits: int, first: int = 0) -> bytes:
