@@ -314,10 +314,17 @@ class Http2Connection(asyncio.BufferedProtocol):
             if self._continuation is not None and kind != f.CONTINUATION:
                 raise Http2Failure(f.PROTOCOL_ERROR, "expected CONTINUATION")
             if kind == f.DATA and not flags & f.PADDED:
+                # The payload is taken as far as it has arrived; the rest, when it comes, goes
+                # on through _data_left (or straight into the message, see get_buffer).
                 at += f.HEADER_BYTES
                 self._begin_data(stream_id, length, flags)
                 if length == 0:
                     self._end_data()
+                    continue
+                take = min(length, end - at)
+                if take:
+                    self._data_payload(view[at : at + take])
+                    at += take
                 continue
             if end - at < f.HEADER_BYTES + length:
                 break

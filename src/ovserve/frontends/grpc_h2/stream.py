@@ -74,6 +74,13 @@ class Stream:
 
     def receive(self, data: memoryview) -> None:
         """Take ``data`` (DATA payload bytes, padding removed) into the messages being read."""
+        body = self._body
+        if body is not None and not self.discarding:  # the middle of a message: one copy
+            filled = self._filled
+            if filled + len(data) < len(body):
+                body[filled : filled + len(data)] = data
+                self._filled = filled + len(data)
+                return
         at = 0
         end = len(data)
         while at < end and not self.discarding:
