@@ -155,6 +155,13 @@ class _Call:
             f"the limit is {self.stream_limit} bytes",
         )
 
+    def unaffordable(self, size: int) -> None:
+        """No memory for the request message: the call ends, the server goes on."""
+        self.finish(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"Cannot allocate {size} bytes for the request message now; retry later",
+        )
+
     @property
     def stream_limit(self) -> int:
         """The largest request message taken."""

@@ -128,7 +128,8 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._transport = transport
         address = transport.get_extra_info("peername")
         if isinstance(address, tuple) and len(address) >= 2:
-            self.peer = f"ipv4:{address[0]}:{address[1]}"
+            host, port = address[0], address[1]
+            self.peer = f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
         if len(self._state.connections) >= self._limits.max_connections:
             transport.abort()
             self.closed = True

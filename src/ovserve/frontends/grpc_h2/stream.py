@@ -25,6 +25,9 @@ class Call(Protocol):
     def too_large(self, size: int) -> None:
         """A request message declared ``size`` bytes, over the limit; nothing more is read."""
 
+    def unaffordable(self, size: int) -> None:
+        """No memory for a request message of ``size`` bytes; nothing more is read."""
+
     def end(self) -> None:
         """The client finished sending (END_STREAM)."""
 
@@ -123,7 +126,13 @@ class Stream:
             if self.call is not None:
                 self.call.too_large(size)
             return
-        self._body = bytearray(size)
+        try:
+            self._body = bytearray(size)
+        except MemoryError:
+            self.discarding = True
+            if self.call is not None:
+                self.call.unaffordable(size)
+            return
         self._filled = 0
         if size == 0:
             self._finish_message()
