@@ -67,7 +67,7 @@ def parse_timeout(value: str) -> float | None:
     """Seconds of a ``grpc-timeout`` value (``100m``, ``5S``); None when it is malformed."""
     unit = _TIMEOUT_UNITS.get(value[-1:])
     digits = value[:-1]
-    if unit is None or not digits.isdigit() or len(digits) > 8:
+    if unit is None or not (digits.isascii() and digits.isdigit()) or len(digits) > 8:
         return None
     return int(digits) * unit
 
