@@ -197,8 +197,9 @@ class Http2Connection(asyncio.BufferedProtocol):
             self._close()
 
     def abort(self) -> None:
-        """Close at once (the grace is over)."""
-        if self._transport is not None and not self.closed:
+        """Close at once (the grace is over), also a close still flushing to a client that
+        does not read (``closed`` is already set then; aborting a lost transport is a no-op)."""
+        if self._transport is not None:
             self._transport.abort()
 
     @property
