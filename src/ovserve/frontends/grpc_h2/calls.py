@@ -31,7 +31,8 @@ RESPONSE_HEADERS: Final = (
 OK_TRAILERS: Final = literal("grpc-status", "0")
 MAX_STATUS_MESSAGE: Final = 4096
 MAX_QUEUED_MESSAGES: Final = 64
-"""Request messages of a streaming call waiting for its handler before the call is refused."""
+"""Request messages of a streaming call waiting for its handler from which the stream's receive
+window is no longer reopened: the client waits (as with grpcio) until the handler catches up."""
 _TIMEOUT_UNITS: Final = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _DECOMPRESSORS: Final = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -299,15 +300,11 @@ class StreamCall(_Call):
         """Queue a request for the handler."""
         if self.over:
             return
-        if self._queue.qsize() >= MAX_QUEUED_MESSAGES:
-            self.finish(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"More than {MAX_QUEUED_MESSAGES} requests wait on this stream",
-            )
-            return
         plain = self.decode(data, compressed)
         if plain is not None:
             self._queue.put_nowait(plain)
+            if self._queue.qsize() >= MAX_QUEUED_MESSAGES:
+                self.stream.hold_window = True
 
     def end(self) -> None:
         """No more requests."""
@@ -317,6 +314,8 @@ class StreamCall(_Call):
         deserialize = self.handler.request_deserializer
         while True:
             data = await self._queue.get()
+            if self.stream.hold_window and self._queue.qsize() < MAX_QUEUED_MESSAGES // 2:
+                self.connection.open_window(self.stream)
             if data is None:
                 return
             yield deserialize(data) if deserialize else data

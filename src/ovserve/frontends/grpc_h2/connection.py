@@ -384,8 +384,19 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._pings = 0
         self._data_stream = stream
         stream.receive_unacked += length
-        if stream.receive_unacked >= STREAM_WINDOW // 2 and not self._data_end:
+        if (
+            stream.receive_unacked >= STREAM_WINDOW // 2
+            and not self._data_end
+            and not stream.hold_window
+        ):
             self._write(f.window_update(stream_id, stream.receive_unacked))
+            stream.receive_unacked = 0
+
+    def open_window(self, stream: Stream) -> None:
+        """A streaming call caught up with its requests: let its client send again."""
+        stream.hold_window = False
+        if stream.receive_unacked and stream.id in self.streams and not stream.remote_ended:
+            self._write(f.window_update(stream.id, stream.receive_unacked))
             stream.receive_unacked = 0
 
     def _data_payload(self, chunk: memoryview) -> None:

@@ -47,6 +47,7 @@ class Stream:
         "call",
         "discarding",
         "headers",
+        "hold_window",
         "id",
         "outbound",
         "outbound_bytes",
@@ -63,6 +64,8 @@ class Stream:
         self.call: Call | None = None
         self.send_window = send_window
         self.receive_unacked = 0
+        self.hold_window = False
+        """Set while the call cannot keep up: its receive window is not reopened."""
         self.remote_ended = False
         self.discarding = False
         self.sent_headers = False
