@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import grpc
+import h2.events
 import pytest
 from _h2_peer import MIB, Peer, Reply, async_test, grpc_message, limits
 
@@ -30,6 +31,7 @@ class Handlers:
         self.cancelled: list[str] = []
         self.contexts: list[CallContext] = []
         self.stream_requests: list[str] = []
+        self.gate = asyncio.Event()
 
     def methods(self) -> dict[str, grpc.RpcMethodHandler]:
         unary = {
@@ -100,7 +102,9 @@ class Handlers:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad one")
                 if request == "wait":
                     await asyncio.sleep(30)
-                yield f"re:{request}"
+                if request == "gate":
+                    await self.gate.wait()
+                yield f"re:{request[:20]}"
         except asyncio.CancelledError:
             self.cancelled.append("stream")
             raise
@@ -461,12 +465,53 @@ async def test_a_bidi_stream_past_its_deadline() -> None:
     assert handlers.cancelled == ["stream"]
 
 
+def stream_window_updates(peer: Peer, stream_id: int) -> int:
+    return sum(
+        1
+        for event in peer.events
+        if isinstance(event, h2.events.WindowUpdated) and event.stream_id == stream_id
+    )
+
+
 @async_test
-async def test_too_many_waiting_requests_on_a_stream_are_refused() -> None:
-    peer, _ = served()
+async def test_a_burst_on_a_stream_waits_for_its_handler_instead_of_failing() -> None:
+    """Past MAX_QUEUED_MESSAGES requests waiting for a busy handler, the stream's receive
+    window stops being reopened: the client is held back (as grpcio's server does), and every
+    request is answered once the handler catches up."""
+    peer, handlers = served(max_message_bytes=MIB)
     stream_id = peer.start_call("/test.Service/Stream")
-    many = b"".join(grpc_message(b"m") for _ in range(calls.MAX_QUEUED_MESSAGES + 1))
-    peer.send_body(stream_id, many)
+    peer.send_body(stream_id, grpc_message(b"gate"))
+    await peer.settle()
+    message = grpc_message(b"x" * 100_000)
+    sent = 0
+    while peer.client.local_flow_control_window(stream_id) >= len(message):
+        assert sent < 1000, "the server kept opening the window of a stream that waits"
+        peer.send_body(stream_id, message)
+        sent += 1
+    assert sent > calls.MAX_QUEUED_MESSAGES
+    assert handlers.stream_requests == ["gate"]
+    updates = stream_window_updates(peer, stream_id)
+    handlers.gate.set()
+    for _ in range(50):
+        await peer.settle()
+    assert stream_window_updates(peer, stream_id) > updates, "the window reopens"
+    assert peer.client.local_flow_control_window(stream_id) > len(message)
+    peer.client.end_stream(stream_id)
+    peer.send()
     await peer.settle()
     reply = peer.replies[stream_id]
-    assert reply.status == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert len(reply.messages) == sent + 1
+    assert (reply.status, reply.ended) == (0, True)
+
+
+@async_test
+async def test_many_small_requests_at_once_on_a_stream_are_all_answered() -> None:
+    peer, _ = served()
+    stream_id = peer.start_call("/test.Service/Stream")
+    count = 10 * calls.MAX_QUEUED_MESSAGES
+    peer.send_body(stream_id, b"".join(grpc_message(b"m%d" % i) for i in range(count)), True)
+    for _ in range(20):
+        await peer.settle()
+    reply = peer.replies[stream_id]
+    assert reply.messages == [b"re:m%d" % i for i in range(count)]
+    assert reply.status == 0
