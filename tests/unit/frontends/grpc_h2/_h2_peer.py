@@ -157,6 +157,7 @@ class RecordingCall:
     def __init__(self) -> None:
         self.messages: list[tuple[bytes, bool]] = []
         self.too_large_sizes: list[int] = []
+        self.unaffordable_sizes: list[int] = []
         self.ends = 0
         self.resets = 0
 
@@ -165,6 +166,9 @@ class RecordingCall:
 
     def too_large(self, size: int) -> None:
         self.too_large_sizes.append(size)
+
+    def unaffordable(self, size: int) -> None:
+        self.unaffordable_sizes.append(size)
 
     def end(self) -> None:
         self.ends += 1
