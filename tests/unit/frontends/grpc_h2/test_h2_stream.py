@@ -4,6 +4,8 @@ messages in one DATA payload, the size limit, and reads straight into the messag
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import pytest
 from _h2_peer import RecordingCall, grpc_message
@@ -115,3 +117,44 @@ def test_a_stream_without_a_call_assembles_and_drops() -> None:
     stream = Stream(3, [], send_window=0, limit=LIMIT)
     stream.receive(memoryview(grpc_message(b"lost") + grpc_message(b"x" * (LIMIT + 1))))
     assert stream.discarding
+
+
+UNAFFORDABLE = """
+import resource
+from ovserve.frontends.grpc_h2.stream import Stream
+
+class Call:
+    def __init__(self):
+        self.seen = []
+    def message(self, data, compressed):
+        self.seen.append(("message", len(data)))
+    def too_large(self, size):
+        self.seen.append(("too_large", size))
+    def unaffordable(self, size):
+        self.seen.append(("unaffordable", size))
+    def end(self):
+        pass
+    def reset(self):
+        pass
+
+with open("/proc/self/statm") as statm:
+    used = int(statm.read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (used + 256 * 1024 * 1024, resource.RLIM_INFINITY))
+stream = Stream(1, [], send_window=0, limit=1 << 33)
+stream.call = call = Call()
+stream.receive(memoryview(b"\\x00\\xc0\\x00\\x00\\x00" + b"body bytes that are dropped"))
+print(call.seen, stream.discarding)
+"""
+
+
+def test_a_message_that_cannot_be_allocated_is_unaffordable() -> None:
+    """A 3 GiB message under the size limit in a process allowed 256 MiB more memory."""
+    done = subprocess.run(
+        [sys.executable, "-c", UNAFFORDABLE],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('unaffordable', 3221225472)] True"
