@@ -510,6 +510,9 @@ class Http2Connection(asyncio.BufferedProtocol):
             self._reset(stream, f.PROTOCOL_ERROR)
             return
         stream.send_window += increment
+        if stream.send_window > f.MAX_WINDOW:
+            self._reset(stream, f.FLOW_CONTROL_ERROR)
+            return
         self._flush(stream)
 
     def _ping_frame(self, flags: int, stream_id: int, payload: memoryview) -> None:
@@ -550,6 +553,8 @@ class Http2Connection(asyncio.BufferedProtocol):
 
     def send_unary(self, stream: Stream, headers: bytes, message: bytes, trailers: bytes) -> None:
         """A whole reply: headers, one length-prefixed message, trailers."""
+        if stream.id not in self.streams:
+            return
         size = len(message) + 5
         if (
             size <= stream.send_window

@@ -37,10 +37,14 @@ class HeaderDecoder:
         if known is not None:
             return known
         try:
-            fields = self._decoder.decode(block, raw=False)
-        except (hpack.HPACKError, UnicodeDecodeError, IndexError, ValueError) as error:
+            fields = self._decoder.decode(block, raw=True)
+        except (hpack.HPACKError, IndexError, ValueError) as error:
             raise HeaderBlockError(str(error) or type(error).__name__) from None
-        headers: Headers = [(str(name), str(value)) for name, value in fields]
+        # A value that is not UTF-8 is the call's problem, not the connection's: kept readable.
+        headers: Headers = [
+            (bytes(name).decode("utf-8", "replace"), bytes(value).decode("utf-8", "replace"))
+            for name, value in fields
+        ]
         if _leaves_table_alone(block):
             if len(self._remembered) >= MAX_REMEMBERED:
                 self._remembered.clear()

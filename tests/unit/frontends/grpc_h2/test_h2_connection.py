@@ -378,6 +378,17 @@ async def test_a_stream_window_update_of_zero_resets_only_that_stream() -> None:
 
 
 @async_test
+async def test_a_stream_window_past_the_maximum_resets_only_that_stream() -> None:
+    peer = Peer()
+    stream_id = peer.start_call()
+    peer.feed(raw_frame(f.WINDOW_UPDATE, 0, stream_id, f.MAX_WINDOW.to_bytes(4, "big")))
+    resets = [x for x in peer.written_frames() if isinstance(x, RstStreamFrame)]
+    assert [(x.stream_id, x.error_code) for x in resets] == [(stream_id, f.FLOW_CONTROL_ERROR)]
+    assert peer.recorder.calls[stream_id].resets == 1
+    assert not peer.transport.closed
+
+
+@async_test
 async def test_a_ping_flood_gets_goaway_enhance_your_calm() -> None:
     peer = Peer()
     for index in range(conn.MAX_PINGS_WITHOUT_CALLS):

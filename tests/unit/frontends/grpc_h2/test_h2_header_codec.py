@@ -168,12 +168,16 @@ def test_many_distinct_index_only_blocks_overflow_the_memory_safely() -> None:
         b"\x80",  # index 0
         b"\xff\xff\xff\xff\xff\x0f",  # an index far past the tables
         b"\x00\x85abc",  # a literal cut short
-        b"\x00\x01a\x02\xff\xfe",  # a value that is not UTF-8
     ],
 )
 def test_bad_blocks_are_header_block_errors(block: bytes) -> None:
     with pytest.raises(HeaderBlockError):
         HeaderDecoder(LIMIT).decode(block)
+
+
+def test_a_value_that_is_not_utf8_is_kept_readable_not_a_connection_error() -> None:
+    # The block is valid HPACK; only the call that carries the value can be wrong about it.
+    assert HeaderDecoder(LIMIT).decode(b"\x00\x01a\x02\xff\xfe") == [("a", "\ufffd\ufffd")]
 
 
 def test_a_header_list_over_the_limit_is_an_error() -> None:
