@@ -19,7 +19,7 @@ import grpc
 
 from ovserve.frontends.grpc_h2.connection import Http2Connection
 from ovserve.frontends.grpc_h2.header_codec import STATUS_200, Headers, literal, status
-from ovserve.frontends.grpc_h2.stream import Stream
+from ovserve.frontends.grpc_h2.stream import Message, Stream
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class _Call:
             self.stream, trailers(code, details), headers=RESPONSE_HEADERS
         )
 
-    def decode(self, data: bytearray, compressed: bool) -> bytes | bytearray | None:
+    def decode(self, data: Message, compressed: bool) -> bytes | Message | None:
         """The message, decompressed if it is; None (and the call ended) if it cannot be."""
         if not compressed:
             return data
@@ -244,9 +244,9 @@ class _Call:
 class UnaryCall(_Call):
     """One request message, one reply."""
 
-    _request: bytes | bytearray | None = None
+    _request: bytes | Message | None = None
 
-    def message(self, data: bytearray, compressed: bool) -> None:
+    def message(self, data: Message, compressed: bool) -> None:
         """Keep the request; a second one is a protocol error."""
         if self.over:
             return
@@ -264,7 +264,7 @@ class UnaryCall(_Call):
             return
         self.start(self._run(self._request))
 
-    async def _run(self, data: bytes | bytearray) -> None:
+    async def _run(self, data: bytes | Message) -> None:
         handler = self.handler
         try:
             request = handler.request_deserializer(data) if handler.request_deserializer else data
@@ -293,10 +293,10 @@ class StreamCall(_Call):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._queue: asyncio.Queue[bytes | bytearray | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[bytes | Message | None] = asyncio.Queue()
         self.start(self._run())
 
-    def message(self, data: bytearray, compressed: bool) -> None:
+    def message(self, data: Message, compressed: bool) -> None:
         """Queue a request for the handler."""
         if self.over:
             return

@@ -11,15 +11,22 @@ from __future__ import annotations
 from collections import deque
 from typing import Final, Protocol
 
+import numpy as np
+
 from ovserve.frontends.grpc_h2.header_codec import Headers
 
 PREFIX_BYTES: Final = 5
+UNZEROED_MIN_BYTES: Final = 64 * 1024
+"""From this size a message's buffer is not zeroed first (every byte is written by the read)."""
+
+Message = bytearray | memoryview
+"""A request message's bytes: a bytearray, or for large ones a view of an uninitialised array."""
 
 
 class Call(Protocol):
     """What a stream tells the gRPC call it carries."""
 
-    def message(self, data: bytearray, compressed: bool) -> None:
+    def message(self, data: Message, compressed: bool) -> None:
         """A whole request message arrived."""
 
     def too_large(self, size: int) -> None:
@@ -74,7 +81,7 @@ class Stream:
         self.trailers: bytes | None = None
         self._limit = limit
         self._prefix = bytearray()
-        self._body: bytearray | None = None
+        self._body: Message | None = None
         self._filled = 0
         self._compressed = False
 
@@ -130,7 +137,9 @@ class Stream:
                 self.call.too_large(size)
             return
         try:
-            self._body = bytearray(size)
+            self._body = (
+                bytearray(size) if size < UNZEROED_MIN_BYTES else np.empty(size, np.uint8).data
+            )
         except MemoryError:
             self.discarding = True
             if self.call is not None:

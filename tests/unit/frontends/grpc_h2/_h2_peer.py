@@ -27,7 +27,7 @@ from ovserve.frontends.grpc_h2.connection import (
     Http2Connection,
     ServerState,
 )
-from ovserve.frontends.grpc_h2.stream import Stream
+from ovserve.frontends.grpc_h2.stream import Message, Stream
 
 P = ParamSpec("P")
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -161,7 +161,7 @@ class RecordingCall:
         self.ends = 0
         self.resets = 0
 
-    def message(self, data: bytearray, compressed: bool) -> None:
+    def message(self, data: Message, compressed: bool) -> None:
         self.messages.append((bytes(data), compressed))
 
     def too_large(self, size: int) -> None:
