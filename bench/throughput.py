@@ -444,11 +444,10 @@ def tables(results: Results) -> str:
     tiny = [r for r in results.runs if r.section == "tiny"]
     if tiny:
         names = list(dict.fromkeys(r.server for r in tiny))
-        peer = next((n for n in names if not n.startswith("ovserve")), None)
+        peers = [n for n in names if not n.startswith("ovserve")]
         head = ["API", "c", *names]
         ovs = [n for n in names if n.startswith("ovserve")]
-        if peer:
-            head += [f"{n} / {peer}" for n in ovs]
+        head += [f"{n} / {peer}" for peer in peers for n in ovs]
         head += [f"{n} / ovserve" for n in ovs if n != "ovserve"]
         head += [f"CPU/req {n} / ovserve" for n in ovs if n != "ovserve"]
         out.append("| " + " | ".join(head) + " |")
@@ -460,8 +459,7 @@ def tables(results: Results) -> str:
                     for n in names
                 }
                 row = [api, str(conc), *(cell(sel[n]) for n in names)]
-                if peer:
-                    row += [ratio(sel[n], sel[peer]) for n in ovs]
+                row += [ratio(sel[n], sel[peer]) for peer in peers for n in ovs]
                 row += [ratio(sel[n], sel["ovserve"]) for n in ovs if n != "ovserve"]
                 row += [ratio(sel[n], sel["ovserve"], "cpu_us") for n in ovs if n != "ovserve"]
                 out.append("| " + " | ".join(row) + " |")
@@ -527,7 +525,17 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def tables_from(raw: Path) -> str:
+    """The tables of a run's saved measurements (``throughput-<time>.json``; no memory table)."""
+    results = Results()
+    results.runs = [Run(**fields) for fields in json.loads(raw.read_text())]
+    return tables(results)
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--tables_from"]:
+        print(tables_from(Path(sys.argv[2])))
+        return 0
     args = parse_args()
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     t0 = time.perf_counter()

@@ -50,6 +50,8 @@ SHUTDOWN_PING: Final = b"ovserve!"
 SHUTDOWN_PING_SECONDS: Final = 1.0
 """How long a stopping server waits for the client to acknowledge its first GOAWAY."""
 
+_unpack_header = f.HEADER_STRUCT.unpack_from
+
 Dispatch = Callable[["Http2Connection", Stream], None]
 
 
@@ -310,7 +312,9 @@ class Http2Connection(asyncio.BufferedProtocol):
                 continue
             if end - at < f.HEADER_BYTES:
                 break
-            length, kind, flags, stream_id = f.parse_header(view, at)
+            high, low, kind, flags, stream_id = _unpack_header(view, at)
+            length = high << 8 | low
+            stream_id &= 0x7FFF_FFFF
             if length > MAX_FRAME:
                 raise Http2Failure(f.FRAME_SIZE_ERROR, f"frame of {length} bytes")
             if self._continuation is not None and kind != f.CONTINUATION:
@@ -325,8 +329,13 @@ class Http2Connection(asyncio.BufferedProtocol):
                     continue
                 take = min(length, end - at)
                 if take:
-                    self._data_payload(view[at : at + take])
+                    stream = self._data_stream
+                    if stream is not None:
+                        stream.receive(view[at : at + take])
                     at += take
+                    self._data_left = length - take
+                    if self._data_left == 0:
+                        self._end_data()
                 continue
             if end - at < f.HEADER_BYTES + length:
                 break

@@ -51,7 +51,9 @@ MAX_FRAME_LIMIT: Final = (1 << 24) - 1
 MAX_WINDOW: Final = (1 << 31) - 1
 MAX_STREAM_ID: Final = (1 << 31) - 1
 
-_HEADER: Final = struct.Struct(">HBBBL")
+HEADER_STRUCT: Final = struct.Struct(">HBBBL")
+"""A frame header: length's high 16 bits, its low 8, type, flags, stream (with its R bit)."""
+_HEADER: Final = HEADER_STRUCT
 _SETTING: Final = struct.Struct(">HL")
 _WORD: Final = struct.Struct(">L")
 
