@@ -7,8 +7,11 @@ each address is tried with a plain socket first.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
+import ssl
+from collections.abc import Callable
 
 from ovserve.errors import ConfigError
 
@@ -57,3 +60,39 @@ def check_free(what: str, target: str, port: int, *, reuse_port: bool = False) -
             if error.errno == errno.EADDRINUSE:
                 raise port_in_use(what, target, port) from None
             raise ConfigError(f"Cannot bind {what} to {target}: {error.strerror}") from None
+
+
+async def listen(
+    what: str,
+    protocol: Callable[[], asyncio.BaseProtocol],
+    addresses: str,
+    port: int,
+    *,
+    tls: ssl.SSLContext | None,
+    handshake_seconds: float,
+    reuse_port: bool,
+) -> list[asyncio.Server]:
+    """Listening sockets for ``protocol`` at every address of ``addresses`` (a comma list) on the
+    running loop; a taken port or a bad address is a ConfigError naming it, with nothing left
+    listening."""
+    loop = asyncio.get_running_loop()
+    servers: list[asyncio.Server] = []
+    for target in bind_targets(addresses, port):
+        try:
+            servers.append(
+                await loop.create_server(
+                    protocol,
+                    host=host_of(target),
+                    port=port,
+                    ssl=tls,
+                    ssl_handshake_timeout=handshake_seconds if tls is not None else None,
+                    reuse_port=reuse_port,
+                )
+            )
+        except OSError as error:
+            for server in servers:
+                server.close()
+            if error.errno == errno.EADDRINUSE:
+                raise port_in_use(what, target, port) from None
+            raise ConfigError(f"Cannot bind {what} to {target}: {error.strerror}") from None
+    return servers

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 
 import grpc
 
 from ovserve.config.server_config import ServerConfig
-from ovserve.errors import ConfigError
-from ovserve.frontends.bind import bind_targets, host_of, port_in_use
+from ovserve.frontends.bind import listen
 from ovserve.frontends.descriptors import grpc_connection_cap
 from ovserve.frontends.grpc_h2.calls import Dispatcher
 from ovserve.frontends.grpc_h2.connection import ConnectionLimits, Http2Connection, ServerState
@@ -77,26 +75,13 @@ async def start_native_grpc(
     def protocol() -> Http2Connection:
         return Http2Connection(state)
 
-    loop = asyncio.get_running_loop()
-    servers: list[asyncio.Server] = []
-    for target in bind_targets(config.grpc_bind_address, config.port):
-        try:
-            servers.append(
-                await loop.create_server(
-                    protocol,
-                    host=host_of(target),
-                    port=config.port,
-                    ssl=context,
-                    ssl_handshake_timeout=(
-                        config.rest_header_timeout_seconds if context is not None else None
-                    ),
-                    reuse_port=config.workers > 1,
-                )
-            )
-        except OSError as error:
-            for server in servers:
-                server.close()
-            if error.errno == errno.EADDRINUSE:
-                raise port_in_use("gRPC", target, config.port) from None
-            raise ConfigError(f"Cannot bind gRPC to {target}: {error.strerror}") from None
+    servers = await listen(
+        "gRPC",
+        protocol,
+        config.grpc_bind_address,
+        config.port,
+        tls=context,
+        handshake_seconds=config.rest_header_timeout_seconds,
+        reuse_port=config.workers > 1,
+    )
     return NativeGrpcFrontend(servers, state, dispatcher)

@@ -7,12 +7,10 @@ It knows sockets, addresses and shutdown only; the APIs it serves are assembled 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 
 from ovserve.config.server_config import ServerConfig
-from ovserve.errors import ConfigError
-from ovserve.frontends.bind import bind_targets, host_of, port_in_use
+from ovserve.frontends.bind import listen
 from ovserve.frontends.rest.limits import log_limits, rest_server_state
 from ovserve.frontends.rest.protocol import Handle, HttpProtocol, ServerState
 from ovserve.frontends.tls import rest_ssl_context
@@ -62,27 +60,14 @@ async def start_http_server(handle: Handle, config: ServerConfig) -> RestFronten
     def protocol() -> HttpProtocol:
         return HttpProtocol(handle, state, limit)
 
-    loop = asyncio.get_running_loop()
-    servers: list[asyncio.Server] = []
-    for target in bind_targets(config.rest_bind_address, config.rest_port):
-        try:
-            servers.append(
-                await loop.create_server(
-                    protocol,
-                    host=host_of(target),
-                    port=config.rest_port,
-                    ssl=ssl_context,
-                    ssl_handshake_timeout=(
-                        config.rest_header_timeout_seconds if ssl_context is not None else None
-                    ),
-                    reuse_port=config.workers > 1,
-                )
-            )
-        except OSError as error:
-            for server in servers:
-                server.close()
-            if error.errno == errno.EADDRINUSE:
-                raise port_in_use("REST", target, config.rest_port) from None
-            raise ConfigError(f"Cannot bind REST to {target}: {error.strerror}") from None
+    servers = await listen(
+        "REST",
+        protocol,
+        config.rest_bind_address,
+        config.rest_port,
+        tls=ssl_context,
+        handshake_seconds=config.rest_header_timeout_seconds,
+        reuse_port=config.workers > 1,
+    )
     log_limits(state)
     return RestFrontend(servers, state)
