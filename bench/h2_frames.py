@@ -42,6 +42,9 @@ class _Call:
     def message(self, data: Message, compressed: bool) -> None:
         _Call.messages += 1
 
+    def admit(self, size: int) -> bool:
+        return True
+
     def too_large(self, size: int) -> None: ...
     def unaffordable(self, size: int) -> None: ...
     def end(self) -> None: ...

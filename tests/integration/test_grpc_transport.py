@@ -545,3 +545,20 @@ def test_hostile_connections_are_closed_and_a_good_client_is_still_served(
     with grpc.insecure_channel(native.grpc_target) as after:
         check_add_mul(after)
     assert "Traceback" not in native.log_text()
+
+
+def test_large_requests_past_the_memory_quota_wait_in_line_and_all_answer(
+    module_server_factory: ServerPool, models: Path
+) -> None:
+    """Eight 1 MiB requests at once against a 2.5 MiB quota: the ones that do not fit wait for
+    memory (their windows held) and are answered once it is free, each with its own result."""
+    server = module_server_factory.start(
+        ["--config_path", str(models), "--rest_memory_quota", str(5 * MIB // 2)]
+    )
+    inputs = [RNG.standard_normal(256 * 1024).astype(np.float32) for _ in range(8)]
+    with grpc.insecure_channel(server.grpc_target, options=BIG_CHANNEL) as opened:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(opened)
+        pending = [stub.ModelInfer.future(scale_request(x), timeout=60) for x in inputs]
+        replies = [call.result() for call in pending]
+    for x, reply in zip(inputs, replies, strict=True):
+        np.testing.assert_allclose(outputs(reply)["out"], 2 * x, rtol=1e-6)

@@ -17,9 +17,12 @@ from typing import Any, Final, NamedTuple, NoReturn
 
 import grpc
 
+from ovserve.errors import OvserveError
 from ovserve.frontends.grpc_h2.connection import Http2Connection
 from ovserve.frontends.grpc_h2.header_codec import STATUS_200, Headers, literal, status
 from ovserve.frontends.grpc_h2.stream import Message, Stream
+from ovserve.frontends.request_budget import RequestBudget
+from ovserve.frontends.status_mapping import grpc_status
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +137,7 @@ class _Call:
         deadline: float | None,
         encoding: str,
         tasks: set[asyncio.Task[None]],
+        budget: RequestBudget,
     ) -> None:
         self.connection = connection
         self.stream = stream
@@ -144,9 +148,45 @@ class _Call:
         self._tasks = tasks
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._budget = budget
+        self._cost = 0
+        """Bytes this call holds of the request budget."""
+        self._admission: asyncio.Task[None] | None = None
         self.context = CallContext(self)
         if deadline is not None:
             self._timer = asyncio.get_running_loop().call_at(deadline, self._expire)
+
+    def admit(self, size: int) -> bool:
+        """A large message takes its size from the request budget before it is read (as a
+        REST body does): at once when free, else the stream waits in line; past the budget's
+        wait the call ends with RESOURCE_EXHAUSTED."""
+        cost = self._budget.cost(size)
+        if self._budget.try_take(cost):
+            self._cost += cost
+            return True
+        self._admission = asyncio.get_running_loop().create_task(self._wait_for(cost))
+        return False
+
+    async def _wait_for(self, cost: int) -> None:
+        try:
+            await self._budget.take(cost)
+        except OvserveError as busy:
+            self.finish(grpc_status(busy.code), busy.text)
+            return
+        if self.over:
+            self._budget.give_back(cost)
+            return
+        self._cost += cost
+        self.connection.admitted(self.stream)
+        self.admitted()
+
+    def admitted(self) -> None:
+        """The message that waited for memory may be read (and, once whole, run)."""
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a message of this call waits for memory."""
+        return self._admission is not None and not self._admission.done()
 
     def too_large(self, size: int) -> None:
         """A request message over the limit ends the call (the rest of it is not read)."""
@@ -182,6 +222,10 @@ class _Call:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._admission is not None and not self._admission.done():
+            self._admission.cancel()
+        cost, self._cost = self._cost, 0
+        self._budget.give_back(cost)
         task = self._task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
@@ -245,6 +289,7 @@ class UnaryCall(_Call):
     """One request message, one reply."""
 
     _request: bytes | Message | None = None
+    _ended = False
 
     def message(self, data: Message, compressed: bool) -> None:
         """Keep the request; a second one is a protocol error."""
@@ -256,13 +301,21 @@ class UnaryCall(_Call):
         self._request = self.decode(data, compressed)
 
     def end(self) -> None:
-        """The request is complete: run the handler."""
+        """The request is complete: run the handler (once its memory is granted)."""
         if self.over:
             return
         if self._request is None:
             self.finish(grpc.StatusCode.INTERNAL, "The call carried no request message")
             return
+        if self.waiting:
+            self._ended = True
+            return
         self.start(self._run(self._request))
+
+    def admitted(self) -> None:
+        """Run the handler now if the request was complete before its memory was granted."""
+        if self._ended and not self.over and self._request is not None:
+            self.start(self._run(self._request))
 
     async def _run(self, data: bytes | Message) -> None:
         handler = self.handler
@@ -289,7 +342,15 @@ class UnaryCall(_Call):
 
 
 class StreamCall(_Call):
-    """Request and reply messages both streamed (``ModelStreamInfer``)."""
+    """Request and reply messages both streamed (``ModelStreamInfer``).
+
+    Its messages do not take from the request budget: the stream's window, held while more than
+    ``MAX_QUEUED_MESSAGES`` wait, bounds what it holds.
+    """
+
+    def admit(self, size: int) -> bool:
+        """Always at once (see the class)."""
+        return True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -379,8 +440,11 @@ class Dispatcher:
     its list, so an identity is not reused while remembered.
     """
 
-    def __init__(self, methods: dict[str, grpc.RpcMethodHandler]) -> None:
+    def __init__(
+        self, methods: dict[str, grpc.RpcMethodHandler], budget: RequestBudget | None = None
+    ) -> None:
         self._methods = methods
+        self._budget = budget if budget is not None else RequestBudget(0)
         self._routes: dict[int, tuple[Headers, _Route]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -417,6 +481,7 @@ class Dispatcher:
             deadline=deadline,
             encoding=route.encoding,
             tasks=self.tasks,
+            budget=self._budget,
         )
 
     def _route(self, headers: Headers) -> _Route:

@@ -377,11 +377,6 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._receive_window -= length
         if self._receive_window < 0:
             raise Http2Failure(f.FLOW_CONTROL_ERROR, "the connection window was exceeded")
-        self._receive_unacked += length
-        if self._receive_unacked >= CONNECTION_WINDOW // 2:
-            self._write(f.window_update(0, self._receive_unacked))
-            self._receive_window += self._receive_unacked
-            self._receive_unacked = 0
         stream = self.streams.get(stream_id)
         self._data_left = length
         self._data_end = bool(flags & f.END_STREAM)
@@ -389,10 +384,15 @@ class Http2Connection(asyncio.BufferedProtocol):
             if stream_id > self._last_stream:
                 raise Http2Failure(f.PROTOCOL_ERROR, "DATA on an idle stream")
             self._data_stream = None
+            self._replenish(length)
             return
         self._pings = 0
         self._data_stream = stream
         stream.receive_unacked += length
+        if stream.waiting:
+            stream.held += length  # the connection's window stays spent until it is admitted
+            return
+        self._replenish(length)
         if (
             stream.receive_unacked >= STREAM_WINDOW // 2
             and not self._data_end
@@ -401,10 +401,37 @@ class Http2Connection(asyncio.BufferedProtocol):
             self._write(f.window_update(stream_id, stream.receive_unacked))
             stream.receive_unacked = 0
 
+    def _replenish(self, count: int) -> None:
+        """``count`` received bytes are dealt with: reopen the connection's window (in halves)."""
+        self._receive_unacked += count
+        if self._receive_unacked >= CONNECTION_WINDOW // 2:
+            self._write(f.window_update(0, self._receive_unacked))
+            self._receive_window += self._receive_unacked
+            self._receive_unacked = 0
+
+    def admitted(self, stream: Stream) -> None:
+        """The message ``stream`` was reading got its memory: let its bytes flow again."""
+        stream.waiting = False
+        self._release_held(stream)
+        reopen = stream.id in self.streams and not stream.remote_ended and not stream.hold_window
+        if reopen and stream.receive_unacked:
+            self._write(f.window_update(stream.id, stream.receive_unacked))
+            stream.receive_unacked = 0
+
+    def _release_held(self, stream: Stream) -> None:
+        held, stream.held = stream.held, 0
+        if held and not self.closed:
+            self._replenish(held)
+
     def open_window(self, stream: Stream) -> None:
         """A streaming call caught up with its requests: let its client send again."""
         stream.hold_window = False
-        if stream.receive_unacked and stream.id in self.streams and not stream.remote_ended:
+        if (
+            stream.receive_unacked
+            and stream.id in self.streams
+            and not stream.remote_ended
+            and not stream.waiting
+        ):
             self._write(f.window_update(stream.id, stream.receive_unacked))
             stream.receive_unacked = 0
 
@@ -550,6 +577,7 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._blocked.pop(stream_id, None)
         if stream is not None:
             stream.discarding = True
+            self._release_held(stream)
             if stream.call is not None:
                 stream.call.reset()
             self._stream_done(stream_id)
@@ -676,6 +704,7 @@ class Http2Connection(asyncio.BufferedProtocol):
         self.streams.pop(stream.id, None)
         self._blocked.pop(stream.id, None)
         stream.discarding = True
+        self._release_held(stream)
         if not stream.remote_ended:
             self._write(f.rst_stream(stream.id, f.NO_ERROR))
         self._stream_done(stream.id)
@@ -685,6 +714,7 @@ class Http2Connection(asyncio.BufferedProtocol):
         self.streams.pop(stream.id, None)
         self._blocked.pop(stream.id, None)
         stream.discarding = True
+        self._release_held(stream)
         self._write(f.rst_stream(stream.id, error))
         if stream.call is not None:
             stream.call.reset()

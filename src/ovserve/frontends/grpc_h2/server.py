@@ -12,6 +12,7 @@ from ovserve.frontends.descriptors import grpc_connection_cap
 from ovserve.frontends.grpc_h2.calls import Dispatcher
 from ovserve.frontends.grpc_h2.connection import ConnectionLimits, Http2Connection, ServerState
 from ovserve.frontends.grpc_limits import IDLE_CONNECTION_MS
+from ovserve.frontends.request_budget import RequestBudget
 from ovserve.frontends.tls import ssl_context
 
 
@@ -60,7 +61,8 @@ async def start_native_grpc(
     methods: dict[str, grpc.RpcMethodHandler], config: ServerConfig
 ) -> NativeGrpcFrontend:
     """Serve ``methods`` (by full method name) on ``--port`` at every ``--grpc_bind_address``."""
-    dispatcher = Dispatcher(methods)
+    budget = RequestBudget(config.rest_memory_quota, wait_seconds=config.rest_body_timeout_seconds)
+    dispatcher = Dispatcher(methods, budget)
     state = ServerState(
         dispatcher,
         ConnectionLimits(

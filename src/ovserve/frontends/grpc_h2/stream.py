@@ -29,6 +29,10 @@ class Call(Protocol):
     def message(self, data: Message, compressed: bool) -> None:
         """A whole request message arrived."""
 
+    def admit(self, size: int) -> bool:
+        """A message of ``size`` bytes begins: True if it may be read at once; False if it waits
+        for memory (the call then calls ``Http2Connection.admitted`` or ends)."""
+
     def too_large(self, size: int) -> None:
         """A request message declared ``size`` bytes, over the limit; nothing more is read."""
 
@@ -54,6 +58,7 @@ class Stream:
         "call",
         "discarding",
         "headers",
+        "held",
         "hold_window",
         "id",
         "outbound",
@@ -63,6 +68,7 @@ class Stream:
         "send_window",
         "sent_headers",
         "trailers",
+        "waiting",
     )
 
     def __init__(self, stream_id: int, headers: Headers, send_window: int, limit: int) -> None:
@@ -73,6 +79,11 @@ class Stream:
         self.receive_unacked = 0
         self.hold_window = False
         """Set while the call cannot keep up: its receive window is not reopened."""
+        self.waiting = False
+        """Set while the message being read waits for memory (the request budget): neither its
+        stream's window nor the connection's is reopened for its bytes."""
+        self.held = 0
+        """Bytes received while ``waiting``, not yet given back to the connection's window."""
         self.remote_ended = False
         self.discarding = False
         self.sent_headers = False
@@ -136,6 +147,8 @@ class Stream:
             if self.call is not None:
                 self.call.too_large(size)
             return
+        if self.call is not None and not self.call.admit(size):
+            self.waiting = True
         try:
             self._body = (
                 bytearray(size) if size < UNZEROED_MIN_BYTES else np.empty(size, np.uint8).data

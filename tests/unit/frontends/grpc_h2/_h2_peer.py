@@ -160,6 +160,13 @@ class RecordingCall:
         self.unaffordable_sizes: list[int] = []
         self.ends = 0
         self.resets = 0
+        self.admissions: list[int] = []
+        self.admit_at_once = True
+        """What ``admit`` answers: False makes the stream wait for memory."""
+
+    def admit(self, size: int) -> bool:
+        self.admissions.append(size)
+        return self.admit_at_once
 
     def message(self, data: Message, compressed: bool) -> None:
         self.messages.append((bytes(data), compressed))

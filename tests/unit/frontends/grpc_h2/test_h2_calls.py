@@ -19,6 +19,7 @@ from _h2_peer import MIB, Peer, Reply, async_test, grpc_message, limits
 
 from ovserve.frontends.grpc_h2 import calls
 from ovserve.frontends.grpc_h2.calls import CallContext, Dispatcher, parse_timeout
+from ovserve.frontends.request_budget import RequestBudget
 
 LIMIT = MIB
 NON_ASCII_DETAILS = "model «résumé» \u2013 100% not found\n"
@@ -114,9 +115,11 @@ def _decode(data: bytes) -> str:
     return bytes(data).decode()
 
 
-def served(max_message_bytes: int = LIMIT) -> tuple[Peer, Handlers]:
+def served(
+    max_message_bytes: int = LIMIT, budget: RequestBudget | None = None
+) -> tuple[Peer, Handlers]:
     handlers = Handlers()
-    dispatcher = Dispatcher(handlers.methods())
+    dispatcher = Dispatcher(handlers.methods(), budget)
     peer = Peer(dispatcher, connection_limits=limits(max_message_bytes=max_message_bytes))
     return peer, handlers
 
@@ -515,3 +518,44 @@ async def test_many_small_requests_at_once_on_a_stream_are_all_answered() -> Non
     reply = peer.replies[stream_id]
     assert reply.messages == [b"re:m%d" % i for i in range(count)]
     assert reply.status == 0
+
+
+# -- the request budget ---------------------------------------------------------------------
+
+
+@async_test
+async def test_a_large_message_waits_for_the_budget_and_runs_once_memory_is_free() -> None:
+    budget = RequestBudget(100 * 1024, wait_seconds=5)
+    peer, _ = served(budget=budget)
+    held = budget.cost(90 * 1024)
+    assert budget.try_take(held)  # another request holds most of the budget
+    payload = b"x" * (90 * 1024)
+    stream_id = peer.call(payload, "/test.Service/Raw")
+    await peer.settle()
+    assert stream_id not in peer.replies or not peer.replies[stream_id].ended
+    budget.give_back(held)
+    await asyncio.sleep(0.05)  # the budget's waiter, then the handler, run
+    await peer.settle()
+    reply = peer.replies[stream_id]
+    assert (reply.status, reply.messages) == (0, [payload[::-1]])
+    assert budget.in_use == 0  # given back once answered
+
+
+@async_test
+async def test_a_large_message_that_waits_too_long_is_refused_and_the_budget_is_left_whole() -> (
+    None
+):
+    budget = RequestBudget(100 * 1024, wait_seconds=0.05)
+    peer, _ = served(budget=budget)
+    held = budget.cost(90 * 1024)
+    assert budget.try_take(held)
+    stream_id = peer.call(b"x" * (90 * 1024), "/test.Service/Raw")
+    await asyncio.sleep(0.2)
+    await peer.settle()
+    reply = peer.replies[stream_id]
+    assert reply.status == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "memory quota" in unquote(reply.message or "")
+    budget.give_back(held)
+    assert budget.in_use == 0
+    small = await unary(peer, b"small")  # the connection goes on
+    assert small.messages == [b"echo:small"]

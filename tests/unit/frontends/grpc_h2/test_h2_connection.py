@@ -175,6 +175,37 @@ async def test_the_server_opens_its_windows_as_data_arrives() -> None:
 
 
 @async_test
+async def test_a_message_waiting_for_memory_holds_both_windows_until_admitted() -> None:
+    """The bytes of a message that waits for the request budget do not reopen the connection's
+    window (so one connection holds at most its window of waiting bytes); admission does."""
+    peer = Peer(connection_limits=limits(max_message_bytes=32 * MIB))
+    stream_id = peer.start_call()
+    peer.recorder.streams[0].call.admit_at_once = False  # type: ignore[union-attr]
+    body = bytes(12 * MIB)
+    message = grpc_message(body)
+    first = peer.client.local_flow_control_window(stream_id)
+    assert first >= conn.CONNECTION_WINDOW // 2  # enough to reopen the connection's window
+
+    def reopened() -> int:
+        return sum(
+            e.delta
+            for e in peer.events
+            if isinstance(e, h2.events.WindowUpdated) and e.stream_id in (0, stream_id)
+        )
+
+    before = reopened()
+    peer.send_body(stream_id, message[:first])
+    assert peer.client.local_flow_control_window(stream_id) == 0
+    assert reopened() == before  # held: neither window reopened
+    peer.connection.admitted(peer.recorder.streams[0])
+    peer.pump()
+    assert reopened() >= before + 2 * first  # the connection's and the stream's
+    peer.send_body(stream_id, message[first:], end_stream=True)
+    assert peer.recorder.calls[stream_id].messages == [(body, False)]
+    assert peer.recorder.calls[stream_id].admissions == [len(body)]
+
+
+@async_test
 async def test_padded_data_and_padded_prioritised_headers() -> None:
     peer = Peer()
     stream_id = peer.client.get_next_available_stream_id()
