@@ -36,6 +36,9 @@ MAX_FRAME: Final = 1024 * 1024
 """Largest frame we accept (advertised): fewer frame headers between a large message's bytes."""
 MAX_HEADER_BLOCK: Final = 64 * 1024
 """A header block (with its continuations) past this ends the connection."""
+MAX_HELD: Final = CONNECTION_WINDOW // 2
+"""Waiting messages' bytes for which one connection's window stays spent (the rest of the
+window keeps admitted calls on the same connection flowing)."""
 MAX_STREAMS: Final = 1000
 DIRECT_READ_MIN: Final = 16 * 1024
 """Message bytes still to come from which the kernel reads them straight into the message."""
@@ -110,6 +113,8 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._blocked: dict[int, Stream] = {}
         self._receive_window = CONNECTION_WINDOW
         self._receive_unacked = 0
+        self._held = 0
+        """Bytes of messages waiting for memory whose connection window is not reopened."""
         self._pings = 0
         self._resets = 0
         self._resets_since = 0.0
@@ -389,10 +394,15 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._pings = 0
         self._data_stream = stream
         stream.receive_unacked += length
-        if stream.waiting:
-            stream.held += length  # the connection's window stays spent until it is admitted
+        if stream.waiting and self._held + length <= MAX_HELD:
+            # The connection's window stays spent for these bytes until the message is admitted;
+            # past MAX_HELD only the stream's window is held, so admitted calls keep flowing.
+            stream.held += length
+            self._held += length
             return
         self._replenish(length)
+        if stream.waiting:
+            return
         if (
             stream.receive_unacked >= STREAM_WINDOW // 2
             and not self._data_end
@@ -404,7 +414,7 @@ class Http2Connection(asyncio.BufferedProtocol):
     def _replenish(self, count: int) -> None:
         """``count`` received bytes are dealt with: reopen the connection's window (in halves)."""
         self._receive_unacked += count
-        if self._receive_unacked >= CONNECTION_WINDOW // 2:
+        if self._receive_unacked >= (CONNECTION_WINDOW - self._held) // 2:
             self._write(f.window_update(0, self._receive_unacked))
             self._receive_window += self._receive_unacked
             self._receive_unacked = 0
@@ -420,6 +430,7 @@ class Http2Connection(asyncio.BufferedProtocol):
 
     def _release_held(self, stream: Stream) -> None:
         held, stream.held = stream.held, 0
+        self._held -= held
         if held and not self.closed:
             self._replenish(held)
 

@@ -206,6 +206,28 @@ async def test_a_message_waiting_for_memory_holds_both_windows_until_admitted() 
 
 
 @async_test
+async def test_messages_waiting_for_memory_do_not_stall_an_admitted_call_on_the_connection() -> (
+    None
+):
+    """Two waiting messages fill their stream windows (16 MiB, the connection's whole window);
+    only half of it stays spent, so a third, admitted call still sends its 12 MiB."""
+    peer = Peer(connection_limits=limits(max_message_bytes=32 * MIB))
+    waiting = []
+    for _ in range(2):
+        stream_id = peer.start_call()
+        peer.recorder.calls[stream_id].admit_at_once = False
+        message = grpc_message(bytes(12 * MIB))
+        peer.send_body(stream_id, message[: peer.client.local_flow_control_window(stream_id)])
+        waiting.append(stream_id)
+    admitted = peer.start_call()
+    body = bytes(12 * MIB)
+    peer.send_body(admitted, grpc_message(body), end_stream=True)
+    assert peer.recorder.calls[admitted].messages == [(body, False)]
+    assert all(not peer.recorder.calls[w].messages for w in waiting)
+    assert all(peer.client.local_flow_control_window(w) == 0 for w in waiting)
+
+
+@async_test
 async def test_padded_data_and_padded_prioritised_headers() -> None:
     peer = Peer()
     stream_id = peer.client.get_next_available_stream_id()
