@@ -6,7 +6,7 @@ Pinned to core 0, one model (default: the bench's conv, built by bench/run-throu
 input each time, 300 inferences per mode, printed twice: CPU per inference and rate for
 ``infer()`` on the main thread, ``AsyncInferQueue``, and asyncio (uvloop) handing each inference to
 a ThreadPoolExecutor with two requests in flight (what ovserve's engine does for models slower
-than its inline threshold).
+than its inline threshold), and the same with ``start_async`` and a callback instead of a thread.
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ def main() -> None:
     compiled = ov.Core().compile_model(model, "CPU", {"PERFORMANCE_HINT": hint})
     nireq = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     print(f"{hint}: nireq {nireq}, streams {compiled.get_property('NUM_STREAMS')}")
-    shape = [d.get_length() for d in compiled.inputs[0].get_partial_shape()]
+    fill = [1, 3, 224, 224]  # dynamic dimensions take the bench's conv request's sizes
+    shape = [
+        d.get_length() if d.is_static else fill[i % 4]
+        for i, d in enumerate(compiled.inputs[0].get_partial_shape())
+    ]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     requests = [compiled.create_infer_request() for _ in range(nireq)]
 
@@ -53,18 +57,25 @@ def main() -> None:
         with ThreadPoolExecutor(nireq) as pool:
             uvloop.run(_two_clients(pool, requests, x, count))
 
+    def callbacks(count: int) -> None:
+        uvloop.run(_two_clients(None, requests, x, count))
+
     for _ in range(2):
         for label, run in (
             ("infer() on the main thread", sync_main),
             ("AsyncInferQueue", queue),
             ("asyncio + worker thread, 2 in flight", server_like),
+            ("asyncio + start_async callback, 2 in flight", callbacks),
         ):
             _timed(label, run)
 
 
 async def _two_clients(
-    pool: ThreadPoolExecutor, requests: list[ov.InferRequest], x: np.ndarray, count: int
+    pool: ThreadPoolExecutor | None, requests: list[ov.InferRequest], x: np.ndarray, count: int
 ) -> None:
+    """Two clients in a loop; each inference on a worker thread of ``pool``, or (None) started
+    with ``start_async`` and awaited through its callback."""
+    loop = asyncio.get_running_loop()
     free = list(requests)
     slots = asyncio.Semaphore(len(requests))
 
@@ -77,7 +88,17 @@ async def _two_clients(
                 request.infer()
                 return request.get_output_tensor(0).data.copy()
 
-            await asyncio.wrap_future(pool.submit(run))
+            if pool is not None:
+                await asyncio.wrap_future(pool.submit(run))
+            else:
+                done = loop.create_future()
+                request.set_callback(
+                    lambda _: loop.call_soon_threadsafe(done.set_result, None), None
+                )
+                request.set_input_tensor(0, ov.Tensor(x))
+                request.start_async()
+                await done
+                request.get_output_tensor(0).data.copy()
             free.append(request)
 
     async def client() -> None:
