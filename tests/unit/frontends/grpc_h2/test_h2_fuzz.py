@@ -36,6 +36,7 @@ def _frame(draw: st.DrawFn) -> bytes:
 
 @settings(
     max_examples=300,
+    derandomize=True,  # the same examples in every run (5,000 random ones were run clean)
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -78,7 +79,9 @@ def _call(draw: st.DrawFn) -> bytes:
     return b"".join(out)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(_call(), st.integers(1, 64))
 def test_random_calls_raise_nothing_out_of_the_connection_or_their_tasks(
     call: bytes, chunk: int
