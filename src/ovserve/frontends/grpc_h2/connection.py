@@ -121,7 +121,6 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._goaway_sent = False
         self._draining = False
         self.closed = False
-        self._write_paused = False
         self._drain_waiters: dict[int, asyncio.Future[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._last_active = self._loop.time()
@@ -174,13 +173,11 @@ class Http2Connection(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         """The client does not read its replies: stop reading its requests."""
-        self._write_paused = True
         if self._transport is not None:
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         """The client reads again."""
-        self._write_paused = False
         if self._transport is not None and not self.closed:
             self._transport.resume_reading()
 
@@ -285,10 +282,6 @@ class Http2Connection(asyncio.BufferedProtocol):
             self._pending = bytearray()
             self._fail(error.code, str(error))
 
-    def eof_received(self) -> bool | None:
-        """The client closed its side: close ours (calls in flight are reset)."""
-        return None
-
     def _received_direct(self, count: int) -> None:
         stream = self._data_stream
         assert stream is not None
@@ -334,13 +327,8 @@ class Http2Connection(asyncio.BufferedProtocol):
                     continue
                 take = min(length, end - at)
                 if take:
-                    stream = self._data_stream
-                    if stream is not None:
-                        stream.receive(view[at : at + take])
+                    self._data_payload(view[at : at + take])
                     at += take
-                    self._data_left = length - take
-                    if self._data_left == 0:
-                        self._end_data()
                 continue
             if end - at < f.HEADER_BYTES + length:
                 break
@@ -423,10 +411,7 @@ class Http2Connection(asyncio.BufferedProtocol):
         """The message ``stream`` was reading got its memory: let its bytes flow again."""
         stream.waiting = False
         self._release_held(stream)
-        reopen = stream.id in self.streams and not stream.remote_ended and not stream.hold_window
-        if reopen and stream.receive_unacked:
-            self._write(f.window_update(stream.id, stream.receive_unacked))
-            stream.receive_unacked = 0
+        self._reopen(stream)
 
     def _release_held(self, stream: Stream) -> None:
         held, stream.held = stream.held, 0
@@ -437,12 +422,12 @@ class Http2Connection(asyncio.BufferedProtocol):
     def open_window(self, stream: Stream) -> None:
         """A streaming call caught up with its requests: let its client send again."""
         stream.hold_window = False
-        if (
-            stream.receive_unacked
-            and stream.id in self.streams
-            and not stream.remote_ended
-            and not stream.waiting
-        ):
+        self._reopen(stream)
+
+    def _reopen(self, stream: Stream) -> None:
+        """Give the stream's client back the window its read bytes took, unless it is held."""
+        held = stream.hold_window or stream.waiting or stream.remote_ended
+        if stream.receive_unacked and not held and stream.id in self.streams:
             self._write(f.window_update(stream.id, stream.receive_unacked))
             stream.receive_unacked = 0
 
@@ -584,11 +569,9 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._resets += 1
         if self._resets > MAX_RESETS_PER_SECOND:
             raise Http2Failure(f.ENHANCE_YOUR_CALM, "too many stream resets")
-        stream = self.streams.pop(stream_id, None)
-        self._blocked.pop(stream_id, None)
+        stream = self.streams.get(stream_id)
         if stream is not None:
-            stream.discarding = True
-            self._release_held(stream)
+            self._remove(stream)
             if stream.call is not None:
                 stream.call.reset()
             self._stream_done(stream_id)
@@ -695,14 +678,17 @@ class Http2Connection(asyncio.BufferedProtocol):
             stream.outbound_bytes -= size
             self._write(f.frame_header(f.DATA, 0, stream.id, size) + b"".join(pieces))
         if stream.outbound_bytes < DRAINED_BYTES:
-            waiter = self._drain_waiters.pop(stream.id, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            self._wake_drained(stream.id)
         if not stream.outbound and stream.trailers is not None and stream.id in self.streams:
             trailers = stream.trailers
             stream.trailers = None
             self._write(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, trailers))
             self._finished(stream)
+
+    def _wake_drained(self, stream_id: int) -> None:
+        waiter = self._drain_waiters.pop(stream_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _flush_blocked(self) -> None:
         for stream in list(self.streams.values()):
@@ -712,35 +698,29 @@ class Http2Connection(asyncio.BufferedProtocol):
 
     def _finished(self, stream: Stream) -> None:
         """The reply is complete; a client still sending is told to stop (RST NO_ERROR)."""
-        self.streams.pop(stream.id, None)
-        self._blocked.pop(stream.id, None)
-        stream.discarding = True
-        self._release_held(stream)
+        self._remove(stream)
         if not stream.remote_ended:
             self._write(f.rst_stream(stream.id, f.NO_ERROR))
         self._stream_done(stream.id)
 
     def _reset(self, stream: Stream, error: int) -> None:
         """Close ``stream`` with RST_STREAM ``error``; its call is reset."""
-        self.streams.pop(stream.id, None)
-        self._blocked.pop(stream.id, None)
-        stream.discarding = True
-        self._release_held(stream)
+        self._remove(stream)
         self._write(f.rst_stream(stream.id, error))
         if stream.call is not None:
             stream.call.reset()
         self._stream_done(stream.id)
 
-    def reset_stream(self, stream: Stream, error: int = f.CANCEL) -> None:
-        """Close ``stream`` without a reply (the call gave up)."""
-        if stream.id in self.streams:
-            self._reset(stream, error)
+    def _remove(self, stream: Stream) -> None:
+        """Forget ``stream``: later bytes for it are discarded, its held window comes back."""
+        self.streams.pop(stream.id, None)
+        self._blocked.pop(stream.id, None)
+        stream.discarding = True
+        self._release_held(stream)
 
     def _stream_done(self, stream_id: int) -> None:
         self._last_active = self._loop.time()
-        waiter = self._drain_waiters.pop(stream_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake_drained(stream_id)
         if self._goaway_sent and not self.streams:
             self._close()
 
