@@ -237,12 +237,18 @@ class _Call:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def finish(self, code: grpc.StatusCode, details: str = "") -> None:
-        """End the call with a status (and stop the handler if it still runs)."""
+    def _conclude(self) -> bool:
+        """Mark the call over and let go of what it holds; False if it already was."""
         if self.over:
-            return
+            return False
         self.over = True
         self._stop()
+        return True
+
+    def finish(self, code: grpc.StatusCode, details: str = "") -> None:
+        """End the call with a status (and stop the handler if it still runs)."""
+        if not self._conclude():
+            return
         self.connection.send_trailers(
             self.stream, trailers(code, details), headers=RESPONSE_HEADERS
         )
@@ -322,9 +328,8 @@ class UnaryCall(_Call):
         try:
             request = handler.request_deserializer(data) if handler.request_deserializer else data
             response = await handler.unary_unary(request, self.context)
-            status_set = self.context.status
-            if status_set is not None:
-                self.finish(*status_set)
+            if self.context.status is not None:
+                self.ended(None)
                 return
             payload = (
                 handler.response_serializer(response) if handler.response_serializer else response
@@ -334,11 +339,8 @@ class UnaryCall(_Call):
         except Exception as error:  # every failure becomes the call's status
             self.ended(error)
             return
-        if self.over:
-            return
-        self.over = True
-        self._stop()
-        self.connection.send_unary(self.stream, RESPONSE_HEADERS, payload, OK_TRAILERS)
+        if self._conclude():
+            self.connection.send_unary(self.stream, RESPONSE_HEADERS, payload, OK_TRAILERS)
 
 
 class StreamCall(_Call):
@@ -399,9 +401,7 @@ class StreamCall(_Call):
             self.ended(error)
             return
         self.ended(None)
-        if not self.over:
-            self.over = True
-            self._stop()
+        if self._conclude():
             self.connection.send_trailers(self.stream, OK_TRAILERS)
 
 
