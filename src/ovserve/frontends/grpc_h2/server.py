@@ -12,7 +12,7 @@ from ovserve.frontends.descriptors import grpc_connection_cap
 from ovserve.frontends.grpc_h2.calls import Dispatcher
 from ovserve.frontends.grpc_h2.connection import ConnectionLimits, Http2Connection, ServerState
 from ovserve.frontends.grpc_limits import IDLE_CONNECTION_MS
-from ovserve.frontends.request_budget import RequestBudget
+from ovserve.frontends.request_budget import budget_from
 from ovserve.frontends.tls import ssl_context
 
 
@@ -43,8 +43,6 @@ class NativeGrpcFrontend:
                 await asyncio.sleep(min(left, 0.05))
         for task in set(self._dispatcher.tasks):
             task.cancel()
-        for connection in list(self._state.connections):
-            connection.shutdown()
         # Replies written just now leave with the close; a connection still open after a
         # moment (a client that does not read) is cut.
         for _ in range(20):
@@ -61,8 +59,7 @@ async def start_native_grpc(
     methods: dict[str, grpc.RpcMethodHandler], config: ServerConfig
 ) -> NativeGrpcFrontend:
     """Serve ``methods`` (by full method name) on ``--port`` at every ``--grpc_bind_address``."""
-    budget = RequestBudget(config.rest_memory_quota, wait_seconds=config.rest_body_timeout_seconds)
-    dispatcher = Dispatcher(methods, budget)
+    dispatcher = Dispatcher(methods, budget_from(config))
     state = ServerState(
         dispatcher,
         ConnectionLimits(
