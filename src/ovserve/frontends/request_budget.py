@@ -15,11 +15,18 @@ import contextlib
 from collections import deque
 from typing import Final
 
+from ovserve.config.server_config import ServerConfig
 from ovserve.errors import OvserveError, ServerBusy
 from ovserve.frontends.memory_trim import Trimmer
 
 SMALL_REQUEST_BYTES: Final = 64 * 1024
 """Bodies below this size never wait: they cannot exhaust memory and keep the fast path."""
+
+
+def budget_from(config: ServerConfig) -> RequestBudget:
+    """A transport's budget from the flags: ``--rest_memory_quota`` bytes, waits up to the body
+    timeout."""
+    return RequestBudget(config.rest_memory_quota, wait_seconds=config.rest_body_timeout_seconds)
 
 
 class RequestBudget:

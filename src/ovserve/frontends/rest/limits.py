@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 from ovserve.config.server_config import ServerConfig
 from ovserve.frontends.descriptors import rest_connection_cap
-from ovserve.frontends.request_budget import RequestBudget
+from ovserve.frontends.request_budget import budget_from
 
 if TYPE_CHECKING:
     from ovserve.frontends.rest.protocol import ServerState
@@ -70,8 +70,7 @@ def rest_server_state(config: ServerConfig) -> ServerState:
         max_connections=connection_cap(config.rest_max_connections),
         write_buffer_high=config.rest_write_buffer_bytes,
     )
-    budget = RequestBudget(config.rest_memory_quota, wait_seconds=config.rest_body_timeout_seconds)
-    return ServerState(limits=limits, budget=budget)
+    return ServerState(limits=limits, budget=budget_from(config))
 
 
 def log_limits(state: ServerState) -> None:
