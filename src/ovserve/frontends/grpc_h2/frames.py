@@ -53,7 +53,6 @@ MAX_STREAM_ID: Final = (1 << 31) - 1
 
 HEADER_STRUCT: Final = struct.Struct(">HBBBL")
 """A frame header: length's high 16 bits, its low 8, type, flags, stream (with its R bit)."""
-_HEADER: Final = HEADER_STRUCT
 _SETTING: Final = struct.Struct(">HL")
 _WORD: Final = struct.Struct(">L")
 
@@ -61,17 +60,17 @@ _WORD: Final = struct.Struct(">L")
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     """One frame: header and payload."""
     size = len(payload)
-    return _HEADER.pack(size >> 8, size & 0xFF, kind, flags, stream) + payload
+    return HEADER_STRUCT.pack(size >> 8, size & 0xFF, kind, flags, stream) + payload
 
 
 def frame_header(kind: int, flags: int, stream: int, size: int) -> bytes:
     """The 9-byte header of a frame whose ``size``-byte payload is written separately."""
-    return _HEADER.pack(size >> 8, size & 0xFF, kind, flags, stream)
+    return HEADER_STRUCT.pack(size >> 8, size & 0xFF, kind, flags, stream)
 
 
 def parse_header(view: memoryview | bytes, at: int) -> tuple[int, int, int, int]:
     """``(length, type, flags, stream)`` of the frame header at ``at``."""
-    high, low, kind, flags, stream = _HEADER.unpack_from(view, at)
+    high, low, kind, flags, stream = HEADER_STRUCT.unpack_from(view, at)
     return high << 8 | low, kind, flags, stream & 0x7FFF_FFFF
 
 
