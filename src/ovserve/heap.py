@@ -4,7 +4,7 @@ glibc keeps freed memory in its arenas, so after large requests, rare input shap
 load the process holds memory it no longer uses; ``malloc_trim(0)`` returns it. Where the C
 library has no ``malloc_trim`` (musl, macOS) nothing happens. A leaf module, so the engine and
 the front-ends share it without importing each other. glibc's ``mallopt`` is loaded the same
-way, for :func:`keep_request_buffers`.
+way, for :func:`keep_request_buffers` (and other C library calls through :func:`glibc_function`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ Small, so that idle RSS does not move (measured with bench/run-throughput --sect
 
 
 @functools.cache
-def _glibc_function(name: str, *argtypes: type[ctypes._SimpleCData[Any]]) -> Any:
+def glibc_function(name: str, *argtypes: type[ctypes._SimpleCData[Any]]) -> Any:
     """The C library's function ``name`` with these argument types (returning int), loaded
     once; None where the C library has no such function (not glibc)."""
     library = ctypes.util.find_library("c")
@@ -46,7 +46,7 @@ def _glibc_function(name: str, *argtypes: type[ctypes._SimpleCData[Any]]) -> Any
 
 def malloc_trim_function() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, loaded once; None where the C library has none."""
-    trim: Callable[[int], int] | None = _glibc_function("malloc_trim", ctypes.c_size_t)
+    trim: Callable[[int], int] | None = glibc_function("malloc_trim", ctypes.c_size_t)
     return trim
 
 
@@ -71,7 +71,7 @@ def keep_request_buffers() -> bool:
     still returned by ``malloc_trim`` (idle release, the trimmers after large REST and gRPC
     requests) and automatically beyond LARGE_REQUEST_TRIM_THRESHOLD. False without mallopt.
     """
-    mallopt: Callable[[int, int], int] | None = _glibc_function(
+    mallopt: Callable[[int, int], int] | None = glibc_function(
         "mallopt", ctypes.c_int, ctypes.c_int
     )
     if mallopt is None:

@@ -436,6 +436,69 @@ class RawClient:
         self.flush()
 
 
+def test_a_large_message_that_stops_half_way_does_not_hold_back_its_connection(
+    native: ServerProcess,
+) -> None:
+    """While a large message arrives the server asks the kernel to wake it only once the
+    message is in (SO_RCVLOWAT). A client that stops half way must still get its PING answered
+    and a second call on the same connection served; the first call completes once the rest
+    of its message comes."""
+    x = RNG.standard_normal(256 * 1024).astype(np.float32)  # a 1 MiB tensor
+    message = scale_request(x).SerializeToString()
+    body = len(message).to_bytes(5, "big") + message
+    with RawClient(native.port) as client:
+        conn = client.h2
+        big = conn.get_next_available_stream_id()
+        conn.send_headers(
+            big,
+            [
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", INFER_PATH),
+                (":authority", HOST),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+            ],
+        )
+        half = 128 * 1024
+        for at in range(0, half, conn.max_outbound_frame_size):
+            conn.send_data(big, body[at : min(half, at + conn.max_outbound_frame_size)])
+        client.flush()
+        time.sleep(0.3)  # the server has read the start and waits for the rest
+        conn.ping(b"stalled?")
+        client.flush()
+        client.sock.settimeout(5)
+        acked = False
+        state: dict[str, Any] = {"stream": big, "headers": {}, "data": bytearray(), "trailers": {}}
+        deadline = time.monotonic() + 5
+        while not acked and time.monotonic() < deadline:
+            chunk = client.sock.recv(1 << 16)
+            assert chunk, "the server closed the connection"
+            acked = any(
+                isinstance(event, h2.events.PingAckReceived) for event in conn.receive_data(chunk)
+            )
+        assert acked, "the PING waited behind the unfinished message"
+
+        a = RNG.standard_normal((1, 4)).astype(np.float32)
+        b = RNG.standard_normal((1, 4)).astype(np.float32)
+        _, data, trailers = client.call(INFER_PATH, add_mul_request(a, b).SerializeToString())
+        assert trailers.get("grpc-status") == "0", trailers
+        reply = service_pb2.ModelInferResponse.FromString(data[5:])
+        np.testing.assert_array_equal(outputs(reply)["sum"], a + b)
+
+        rest = body[half:]
+        while rest:
+            room = min(conn.local_flow_control_window(big), conn.max_outbound_frame_size)
+            conn.send_data(big, rest[:room], end_stream=room >= len(rest))
+            rest = rest[room:]
+            client.flush()
+        while "ended" not in state:
+            client._read_once(state)
+        assert state["trailers"].get("grpc-status") == "0", state["trailers"]
+        reply = service_pb2.ModelInferResponse.FromString(bytes(state["data"][5:]))
+        np.testing.assert_allclose(outputs(reply)["out"], 2 * x, rtol=1e-6)
+
+
 def read_to_close(sock: socket.socket, timeout: float = 10) -> bytes:
     """Everything the server sends until it closes the connection."""
     sock.settimeout(timeout)

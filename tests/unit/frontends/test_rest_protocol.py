@@ -53,6 +53,9 @@ class FakeTransport:
     def set_write_buffer_limits(self, high: int, low: int) -> None:
         self.limits = (high, low)
 
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
 
 @dataclass
 class Answer:

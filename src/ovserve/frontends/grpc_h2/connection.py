@@ -26,6 +26,7 @@ from ovserve.frontends.grpc_h2.header_codec import (
     HeaderDecoder,
 )
 from ovserve.frontends.grpc_h2.stream import Stream
+from ovserve.frontends.read_wakeup import WAKE_MIN_BYTES, ReadWakeup
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ MAX_STREAMS: Final = 1000
 DIRECT_READ_MIN: Final = 16 * 1024
 """Message bytes still to come from which the kernel reads them straight into the message."""
 READ_BUFFER_BYTES: Final = 256 * 1024
+FIRST_READ_BYTES: Final = 16 * 1024
+"""Reads between large messages take at most this: enough for many small calls' frames, and a
+large message's first bytes, after which the rest is read straight into the message's buffer
+instead of through the scratch buffer and a copy."""
 MAX_PINGS_WITHOUT_CALLS: Final = 100
 MAX_RESETS_PER_SECOND: Final = 500
 """Client resets within a second that end the connection (the "rapid reset" attack)."""
@@ -78,6 +83,11 @@ class ServerState:
     read_buffer: memoryview = field(
         default_factory=lambda: memoryview(bytearray(READ_BUFFER_BYTES))
     )
+    first_read_buffer: memoryview = field(init=False)
+    """The start of ``read_buffer``, for reads while no large message is being received."""
+
+    def __post_init__(self) -> None:
+        self.first_read_buffer = self.read_buffer[:FIRST_READ_BYTES]
 
 
 class Http2Failure(Exception):
@@ -104,6 +114,10 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._last_stream = 0
         self._continuation: tuple[int, int, bytearray] | None = None
         self._data_stream: Stream | None = None
+        self._body_stream: Stream | None = None
+        """The stream whose DATA came last: while its message is large and unfinished, the
+        socket wakes the loop only once that message's bytes are in (see :mod:`read_wakeup`)."""
+        self._wakeup = ReadWakeup(self._loop)
         self._data_left = 0
         self._data_end = False
         self._direct: memoryview | None = None
@@ -141,6 +155,7 @@ class Http2Connection(asyncio.BufferedProtocol):
             self.closed = True
             return
         self._state.connections[self] = None
+        self._wakeup.attach(transport)
         transport.write(
             f.settings_frame(
                 {
@@ -163,6 +178,7 @@ class Http2Connection(asyncio.BufferedProtocol):
             self._timer.cancel()
         streams = list(self.streams.values())
         self.streams.clear()
+        self._wakeup.close()
         for stream in streams:
             if stream.call is not None:
                 stream.call.reset()
@@ -249,13 +265,16 @@ class Http2Connection(asyncio.BufferedProtocol):
     # -- reading --------------------------------------------------------------------------
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        """The message being read, when its bytes come next; else the shared scratch buffer."""
+        """The message being read, when its bytes come next; else the shared scratch buffer (its
+        start only, unless a large message's small frames are coming)."""
         stream = self._data_stream
         if stream is not None and self._data_left >= DIRECT_READ_MIN and not self._pending:
             view = stream.receive_view(self._data_left)
             if view is not None and len(view) >= DIRECT_READ_MIN:
                 self._direct = view
                 return view
+        if self._body_stream is None:
+            return self._state.first_read_buffer
         return self._state.read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -264,6 +283,7 @@ class Http2Connection(asyncio.BufferedProtocol):
             if self._direct is not None:
                 self._direct = None
                 self._received_direct(nbytes)
+                self._await_body()
                 return
             data = self._state.read_buffer[:nbytes]
             if self._pending:
@@ -278,9 +298,24 @@ class Http2Connection(asyncio.BufferedProtocol):
                 used = self._process(data)
                 if used < nbytes:
                     self._pending = bytearray(data[used:])
+            self._await_body()
         except Http2Failure as error:
             self._pending = bytearray()
             self._fail(error.code, str(error))
+
+    def _await_body(self) -> None:
+        """Ask the kernel to wake us once the large message being read is in (or what of it
+        the client may send before we reopen its windows)."""
+        stream = self._body_stream
+        if stream is None:
+            return
+        left = stream.message_left
+        if left < WAKE_MIN_BYTES or stream.id not in self.streams:
+            self._body_stream = None
+            self._wakeup.expect(0)
+            return
+        credit = min(STREAM_WINDOW - stream.receive_unacked, self._receive_window)
+        self._wakeup.expect(min(left, credit))
 
     def _received_direct(self, count: int) -> None:
         stream = self._data_stream
@@ -381,6 +416,7 @@ class Http2Connection(asyncio.BufferedProtocol):
             return
         self._pings = 0
         self._data_stream = stream
+        self._body_stream = stream
         stream.receive_unacked += length
         if stream.waiting and self._held + length <= MAX_HELD:
             # The connection's window stays spent for these bytes until the message is admitted;
@@ -717,6 +753,9 @@ class Http2Connection(asyncio.BufferedProtocol):
         self._blocked.pop(stream.id, None)
         stream.discarding = True
         self._release_held(stream)
+        if stream is self._body_stream:  # its client stops sending: wake on any byte again
+            self._body_stream = None
+            self._wakeup.expect(0)
 
     def _stream_done(self, stream_id: int) -> None:
         self._last_active = self._loop.time()

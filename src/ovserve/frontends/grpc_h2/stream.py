@@ -131,6 +131,12 @@ class Stream:
         left = min(len(body) - self._filled, most)
         return memoryview(body)[self._filled : self._filled + left]
 
+    @property
+    def message_left(self) -> int:
+        """Bytes of the message being read still to come (0 between messages)."""
+        body = self._body
+        return 0 if body is None or self.discarding else len(body) - self._filled
+
     def received_into_view(self, count: int) -> None:
         """``count`` bytes were read into the view :meth:`receive_view` gave."""
         self._filled += count

@@ -68,6 +68,11 @@ class BodyReader:
         self.direct = True
         return True
 
+    @property
+    def missing(self) -> int:
+        """Bytes of a body being read straight into its buffer still to come (else 0)."""
+        return self.expected - self.size if self.direct and self.expected is not None else 0
+
     def window(self) -> memoryview:
         """Where the next read goes: exactly the bytes still missing (never the next request)."""
         assert self._buffer is not None

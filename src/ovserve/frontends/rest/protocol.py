@@ -37,6 +37,7 @@ import httptools
 
 from ovserve.errors import ErrorCode, InvalidInput, OvserveError, ServerBusy
 from ovserve.frontends.failure_log import FAILURES
+from ovserve.frontends.read_wakeup import ReadWakeup
 from ovserve.frontends.request_budget import RequestBudget
 from ovserve.frontends.rest import refusals
 from ovserve.frontends.rest.body import BodyReader
@@ -124,6 +125,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
         """Budget bytes taken for the message being read."""
         self._budget_waiter: asyncio.Task[None] | None = None
         self._deadline = Deadline(self._loop, self._on_deadline)
+        self._wakeup = ReadWakeup(self._loop)
+        """Wakes the loop once a large body is in, not per segment (see :mod:`read_wakeup`)."""
         self._reset_message()
 
     # --- connection events ---------------------------------------------------------------------
@@ -145,6 +148,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             self._transport, self._limits.write_buffer_high, self._limits.write_buffer_low
         )
         connections[self] = None
+        self._wakeup.attach(self._transport)
         # The first request must start as promptly as its headers must finish.
         first_wait = min(self._keep_alive_seconds, self._limits.header_timeout)
         self._deadline.set(self._loop.time() + first_wait, idle=True)
@@ -169,6 +173,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         """Forget the connection; a request still running finds the transport closed."""
         self._state.connections.pop(self, None)
         self._deadline.cancel()
+        self._wakeup.close()
         if self._budget_waiter is not None:
             self._budget_waiter.cancel()
         self._budget.give_back(self._held)
@@ -189,13 +194,17 @@ class HttpProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         """``nbytes`` were read into the buffer from :meth:`get_buffer`."""
         if self._discarding:
+            self._wakeup.expect(0)
             return
         if self._body.direct:
-            # A large body arrives in many reads (a dozen per 602 KB on loopback): keep this lean.
+            # A large body arrives in a few reads (a dozen per 602 KB without the read wake-up
+            # threshold): keep this lean.
             if self._body.received(nbytes):
+                self._wakeup.expect(0)
                 self._deadline.clear()
                 self._body_complete()
             else:
+                self._wakeup.expect(self._body.missing)
                 self._deadline.set(self._loop.time() + self._limits.body_timeout, idle=False)
             return
         self._deadline.clear()
@@ -213,6 +222,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if self._in_message and not self._discarding:
             if self._headers_done and self._budget_waiter is None and not self._open_body():
                 return
+            self._wakeup.expect(self._body.missing)
             self._watch_partial_request()
 
     def eof_received(self) -> bool:
@@ -427,6 +437,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
             transport.write(_CONTINUE)
         if not self._open_body():
             return
+        self._wakeup.expect(self._body.missing)
         self._resume(Reason.BUDGET)
         self._watch_partial_request()
 
