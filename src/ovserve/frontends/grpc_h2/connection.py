@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, cast
 
+import numpy as np
+
 from ovserve.frontends.grpc_h2 import frames as f
 from ovserve.frontends.grpc_h2.header_codec import (
     HeaderBlockError,
@@ -353,6 +355,11 @@ class Http2Connection(asyncio.BufferedProtocol):
             if self._continuation is not None and kind != f.CONTINUATION:
                 raise Http2Failure(f.PROTOCOL_ERROR, "expected CONTINUATION")
             if kind == f.DATA and not flags & f.PADDED:
+                if self._body_stream is not None and not flags & f.END_STREAM and length:
+                    used = self._data_run(view, at, stream_id, length)
+                    if used:
+                        at += used
+                        continue
                 # The payload is taken as far as it has arrived; the rest, when it comes, goes
                 # on through _data_left (or straight into the message, see get_buffer).
                 at += f.HEADER_BYTES
@@ -371,6 +378,34 @@ class Http2Connection(asyncio.BufferedProtocol):
             at += f.HEADER_BYTES + length
             self._frame(kind, flags, stream_id, payload)
         return at
+
+    def _data_run(self, view: memoryview, at: int, stream_id: int, length: int) -> int:
+        """Take a run of equal DATA frames inside the large message being read at once; the
+        bytes used (0: not such a run).
+
+        Clients that keep to the default 16 KiB frames send a 602 KB message in 38 of them, all
+        with the same 9-byte header: checking the headers and copying the payloads row by row
+        in numpy costs what two frames one by one do.
+        """
+        stream = self._body_stream
+        step = f.HEADER_BYTES + length
+        if stream is None or stream.id != stream_id or stream.waiting or len(view) - at < 2 * step:
+            return 0
+        count = min((len(view) - at) // step, stream.message_left // length)
+        if count < 2:
+            return 0
+        frames = np.frombuffer(view, np.uint8, count * step, at).reshape(count, step)
+        headers = frames[:, : f.HEADER_BYTES]
+        same = (headers == headers[0]).all(axis=1)
+        if not same.all():
+            count = int(same.argmin())  # the first frame that differs; the first never does
+            if count < 2:
+                return 0
+        self._begin_data(stream.id, count * length, 0)
+        self._data_left = 0
+        stream.receive_rows(frames[:count, f.HEADER_BYTES :])
+        self._end_data()
+        return count * step
 
     def _frame(self, kind: int, flags: int, stream_id: int, payload: memoryview) -> None:
         if kind == f.HEADERS:

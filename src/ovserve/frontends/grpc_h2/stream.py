@@ -12,6 +12,7 @@ from collections import deque
 from typing import Final, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from ovserve.frontends.grpc_h2.header_codec import Headers
 
@@ -122,6 +123,17 @@ class Stream:
             self._filled += take
             if self._filled == len(body):
                 self._finish_message()
+
+    def receive_rows(self, rows: npt.NDArray[np.uint8]) -> None:
+        """Take the payloads of several DATA frames (one per row) that all fall inside the
+        message being read (see :attr:`message_left`)."""
+        body = self._body
+        assert body is not None
+        filled = self._filled
+        np.frombuffer(body, np.uint8, rows.size, filled).reshape(rows.shape)[...] = rows
+        self._filled = filled + rows.size
+        if self._filled == len(body):
+            self._finish_message()
 
     def receive_view(self, most: int) -> memoryview | None:
         """Where the next bytes of the message being read go (at most ``most``), if one is."""

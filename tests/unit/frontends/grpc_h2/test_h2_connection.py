@@ -160,6 +160,42 @@ async def test_messages_cut_at_random_read_sizes() -> None:
     assert call.ends == 1
 
 
+@pytest.mark.parametrize("read_size", [256 * 1024, 40_000, 16_393])
+@async_test
+async def test_runs_of_16_kib_frames_on_interleaved_streams_arrive_intact(read_size: int) -> None:
+    """Clients on the default frame size send large messages as runs of equal 16 KiB DATA
+    frames, which the server takes a run at a time: the runs here are broken by the other
+    stream's frames, PINGs, message boundaries inside a frame and the end of each read."""
+    rng = random.Random(read_size)
+    peer = Peer(connection_limits=limits(max_message_bytes=MIB))
+    sent = {
+        peer.start_call(path="/test.Service/Stream"): [
+            rng.randbytes(size) for size in (100_000, 7, 250_000, 16_379)
+        ],
+        peer.start_call(path="/test.Service/Stream"): [rng.randbytes(300_000)],
+    }
+    left = {sid: b"".join(grpc_message(body) for body in bodies) for sid, bodies in sent.items()}
+    pings = 0
+    while left:
+        sid = rng.choice(sorted(left))
+        for _ in range(rng.randint(1, 8)):
+            chunk, left[sid] = left[sid][:16_384], left[sid][16_384:]
+            peer.client.send_data(sid, chunk, end_stream=not left[sid])
+            if not left[sid]:
+                del left[sid]
+                break
+        if rng.random() < 0.3:
+            peer.client.ping(pings.to_bytes(8, "big"))
+            pings += 1
+    peer.feed(peer.client.data_to_send(), chunk=read_size)
+    events = peer.pump()
+    for sid, bodies in sent.items():
+        call = peer.recorder.calls[sid]
+        assert [body for body, _ in call.messages] == bodies
+        assert call.ends == 1
+    assert sum(isinstance(event, h2.events.PingAckReceived) for event in events) == pings
+
+
 @async_test
 async def test_the_server_opens_its_windows_as_data_arrives() -> None:
     """20 MiB on one stream, more than both receive windows: only the server's WINDOW_UPDATEs
