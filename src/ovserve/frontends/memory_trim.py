@@ -54,6 +54,11 @@ class Trimmer:
         self._scheduled = True
         loop.call_later(self._wait(self._asked), self._due)
 
+    def postpone(self) -> None:
+        """A large request begins: a trim due now would only take away the memory it is about
+        to use (and fault it back in), so the quiet period starts again."""
+        self._asked = time.monotonic()
+
     def _wait(self, now: float) -> float:
         return max(self._asked + QUIET, self._last + MIN_INTERVAL) - now
 

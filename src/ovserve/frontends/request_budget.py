@@ -5,7 +5,8 @@ Large JSON bodies cost several times their size while they are parsed (a 15 MB b
 takes its body's size from the budget before its body is read and gives it back once it is
 answered; past the budget it waits in line, and after ``wait_seconds`` it is refused with
 RESOURCE_EXHAUSTED (HTTP 503). A request larger than the whole budget runs alone. When the
-last large request is answered, freed memory is given back to the system (``malloc_trim``).
+last large request is answered and no other begins for a while, freed memory is given back to
+the system (``malloc_trim``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class RequestBudget:
         if self._waiters or self.in_use + cost > self.capacity:
             return False
         self.in_use += cost
+        self._trimmer.postpone()
         return True
 
     async def take(self, cost: int) -> None:
@@ -109,4 +111,5 @@ class RequestBudget:
                 return
             self._waiters.popleft()
             self.in_use += cost
+            self._trimmer.postpone()
             future.set_result(None)

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from ovserve.errors import OvserveError
+from ovserve.frontends import memory_trim
 from ovserve.frontends.memory_trim import Trimmer
 from ovserve.frontends.request_budget import SMALL_REQUEST_BYTES, RequestBudget
 
@@ -61,6 +62,36 @@ def test_memory_is_trimmed_once_the_last_large_request_is_done() -> None:
         assert calls == []
         budget.give_back(100_000)
         await asyncio.sleep(0.1)
+        assert calls == [0]
+
+    asyncio.run(body())
+
+
+def test_no_trim_while_large_requests_overlap_without_pause() -> None:
+    """Large requests one after another, each taking its share before the last gives its own
+    back: the budget was idle once (a trim is asked for) but never quiet afterwards, so nothing
+    is trimmed (a trim would hand back the pages the next request's buffers are about to fault
+    in again); once they stop, one trim."""
+    calls: list[int] = []
+
+    def fake_trim(pad: int) -> int:
+        calls.append(pad)
+        return 1
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        budget = RequestBudget(10**6, trimmer=Trimmer(fake_trim))
+        assert budget.try_take(100_000)
+        budget.give_back(100_000)  # idle: a trim is scheduled ...
+        assert budget.try_take(100_000)  # ... but requests go on, overlapping
+        started = loop.time()
+        while loop.time() - started < 1.5 * memory_trim.MIN_INTERVAL:
+            assert budget.try_take(100_000)
+            budget.give_back(100_000)
+            await asyncio.sleep(memory_trim.QUIET / 5)
+        assert calls == []
+        budget.give_back(100_000)
+        await asyncio.sleep(3 * memory_trim.QUIET)
         assert calls == [0]
 
     asyncio.run(body())
