@@ -1,21 +1,16 @@
-"""The OpenVINO engine: read, lay out, reshape, compile, and run through a pool of infer requests.
+"""The OpenVINO engine: read, lay out, reshape, compile, and run on ``nireq`` infer requests.
 
-Inference runs in a thread pool of ``nireq`` workers, one infer request each at a time, so
-the event loop never blocks on a long inference. Models whose inferences take only tens of
-microseconds run inline on the event loop instead: the hand-off to a worker thread and back
-costs more CPU than the inference itself (measured: 38 vs 82 us per request on a tiny model).
-(OpenVINO's own async callbacks are not used: when an inference fails, the Python binding
-never calls the callback, which would hang the request.)
+Inference runs on one worker thread per infer request (:mod:`.infer_lanes`), so the event loop
+never blocks on a long inference. Models whose inferences take only tens of microseconds run
+inline on the event loop instead: the hand-off to a worker thread and back costs more CPU than
+the inference itself (measured: 38 vs 82 us per request on a tiny model).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ctypes
 import logging
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -31,6 +26,7 @@ from ovserve.config.model_config import ModelConfig
 from ovserve.engine import code_pages, latency_probe
 from ovserve.engine.base import CompiledModel, EngineResult, LoadStep
 from ovserve.engine.bindings import prepare_bindings
+from ovserve.engine.infer_lanes import InferLanes
 from ovserve.engine.memory import (
     bound_onednn_cache,
     lower_thread_priority,
@@ -235,13 +231,14 @@ class OpenVINOCompiledModel:
         self._output_index = {spec.name: index for index, spec in enumerate(self._outputs)}
         self._nireq = config.nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self._streams = _int_property(compiled, "NUM_STREAMS", default=1)
-        self._free: deque[ov.InferRequest] = deque(
-            compiled.create_infer_request() for _ in range(self._nireq)
+        self._lanes = InferLanes(
+            [compiled.create_infer_request() for _ in range(self._nireq)],
+            self._run,
+            config.name,
+            compiled.create_infer_request,
         )
-        self._waiters: deque[asyncio.Future[ov.InferRequest]] = deque()
         self._average_run_us = INLINE_BELOW_US * 4
         """Moving average of inference time; starts high, so the first calls use workers."""
-        self._executor = ThreadPoolExecutor(self._nireq, thread_name_prefix=f"infer-{config.name}")
 
     @property
     def inputs(self) -> Sequence[TensorSpec]:
@@ -267,38 +264,7 @@ class OpenVINOCompiledModel:
         self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[str] | None = None
     ) -> EngineResult:
         """Run on a free infer request: inline when inferences are short, else in a worker."""
-        started = time.perf_counter()
-        request = await self._acquire()
-        acquired = time.perf_counter()
-        if self._average_run_us < INLINE_BELOW_US:
-            try:
-                result = self._run(request, inputs, outputs)
-            finally:
-                self._release(request)
-        else:
-            result = await self._run_in_worker(request, inputs, outputs)
-        finished = time.perf_counter()
-        return EngineResult(
-            result, wait_us=(acquired - started) * 1e6, infer_us=(finished - acquired) * 1e6
-        )
-
-    async def _run_in_worker(
-        self,
-        request: ov.InferRequest,
-        inputs: Mapping[str, npt.NDArray[Any]],
-        outputs: Sequence[str] | None,
-    ) -> dict[str, npt.NDArray[Any]]:
-        loop = asyncio.get_running_loop()
-        job = self._executor.submit(self._run, request, inputs, outputs)
-        try:
-            return await asyncio.wrap_future(job)
-        finally:
-            if job.done():
-                self._release(request)
-            else:
-                # The caller was cancelled (a client deadline) while OpenVINO still runs on this
-                # request: it is free again only when that inference ends.
-                job.add_done_callback(lambda _: _call_soon(loop, self._release, request))
+        return await self._lanes.run(inputs, outputs, inline=self._average_run_us < INLINE_BELOW_US)
 
     def _run(
         self,
@@ -324,49 +290,21 @@ class OpenVINOCompiledModel:
             for name in names
         }
 
-    async def _acquire(self) -> ov.InferRequest:
-        if self._free:
-            return self._free.popleft()
-        waiter: asyncio.Future[ov.InferRequest] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._release(waiter.result())
-            raise
-
-    def _release(self, request: ov.InferRequest) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(request)
-                return
-        self._free.append(request)
-
     async def release_memory(self) -> bool:
-        """Give intermediate buffers back while holding every infer request; False when busy.
+        """Give intermediate buffers back while no inference runs; False when busy.
 
-        Requests that arrive meanwhile wait for a free infer request, as under load.
+        Requests that arrive meanwhile wait, as under load.
         """
         compiled = self._compiled
-        if compiled is None or len(self._free) < self._nireq:
+        if compiled is None:
             return False
-        held = list(self._free)
-        self._free.clear()
-        try:
-            await asyncio.to_thread(compiled.release_memory)
-        finally:
-            for request in held:
-                self._release(request)
-        return True
+        return await self._lanes.hold(compiled.release_memory)
 
     def close(self) -> None:
         """Wait for running inferences, then drop the requests and the compiled model."""
         if self._compiled is None:
             return
-        self._executor.shutdown(wait=True)
-        self._free.clear()
+        self._lanes.close()
         self._compiled = None
 
 
@@ -376,13 +314,6 @@ def _no_steps(_: str) -> None:
 
 def _has_dynamic_input(compiled: ov.CompiledModel) -> bool:
     return any(port.get_partial_shape().is_dynamic for port in compiled.inputs)
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
-    """Schedule ``callback`` on ``loop`` from another thread, unless the loop is already gone."""
-    # The loop may have closed during shutdown; the pool is being released then anyway.
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(callback, *args)
 
 
 def _int_property(compiled: ov.CompiledModel, name: str, default: int) -> int:
