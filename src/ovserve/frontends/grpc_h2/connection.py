@@ -46,10 +46,6 @@ MAX_STREAMS: Final = 1000
 DIRECT_READ_MIN: Final = 16 * 1024
 """Message bytes still to come from which the kernel reads them straight into the message."""
 READ_BUFFER_BYTES: Final = 256 * 1024
-FIRST_READ_BYTES: Final = 16 * 1024
-"""Reads between large messages take at most this: enough for many small calls' frames, and a
-large message's first bytes, after which the rest is read straight into the message's buffer
-instead of through the scratch buffer and a copy."""
 MAX_PINGS_WITHOUT_CALLS: Final = 100
 MAX_RESETS_PER_SECOND: Final = 500
 """Client resets within a second that end the connection (the "rapid reset" attack)."""
@@ -85,11 +81,6 @@ class ServerState:
     read_buffer: memoryview = field(
         default_factory=lambda: memoryview(bytearray(READ_BUFFER_BYTES))
     )
-    first_read_buffer: memoryview = field(init=False)
-    """The start of ``read_buffer``, for reads while no large message is being received."""
-
-    def __post_init__(self) -> None:
-        self.first_read_buffer = self.read_buffer[:FIRST_READ_BYTES]
 
 
 class Http2Failure(Exception):
@@ -267,16 +258,13 @@ class Http2Connection(asyncio.BufferedProtocol):
     # -- reading --------------------------------------------------------------------------
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        """The message being read, when its bytes come next; else the shared scratch buffer (its
-        start only, unless a large message's small frames are coming)."""
+        """The message being read, when its bytes come next; else the shared scratch buffer."""
         stream = self._data_stream
         if stream is not None and self._data_left >= DIRECT_READ_MIN and not self._pending:
             view = stream.receive_view(self._data_left)
             if view is not None and len(view) >= DIRECT_READ_MIN:
                 self._direct = view
                 return view
-        if self._body_stream is None:
-            return self._state.first_read_buffer
         return self._state.read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
