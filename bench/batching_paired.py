@@ -24,9 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-import throughput
-
 import servers
+import throughput
 from bench import machine, uptime
 from models import make_onnx_models, tiny_request
 

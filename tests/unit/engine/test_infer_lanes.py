@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from _async import async_test
 
 from ovserve.engine.infer_lanes import InferLanes
 from ovserve.errors import InferenceFailed
+
+from _async import async_test
 
 
 class Lane:

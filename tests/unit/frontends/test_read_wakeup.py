@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from _async import async_test
 
 from ovserve.frontends.read_wakeup import (
     STALL_SECONDS,
@@ -19,6 +18,8 @@ from ovserve.frontends.read_wakeup import (
     WAKE_MIN_BYTES,
     ReadWakeup,
 )
+
+from _async import async_test
 
 
 @dataclass

@@ -13,12 +13,11 @@ import asyncio
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec
+from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
-from _async import async_test
 from hyperframe.frame import Frame
 
 from ovserve.frontends.grpc_h2.connection import (
@@ -29,9 +28,10 @@ from ovserve.frontends.grpc_h2.connection import (
 )
 from ovserve.frontends.grpc_h2.stream import Message, Stream
 
+from _async import async_test
+
 __all__ = ["async_test"]  # where the transport's tests have always found it
 
-P = ParamSpec("P")
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MIB = 1024 * 1024
 
