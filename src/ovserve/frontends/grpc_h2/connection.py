@@ -383,10 +383,14 @@ class Http2Connection(asyncio.BufferedProtocol):
         if count < 2:
             return 0
         frames = np.frombuffer(view, np.uint8, count * step, at).reshape(count, step)
-        headers = frames[:, : f.HEADER_BYTES]
-        same = (headers == headers[0]).all(axis=1)
-        if not same.all():
-            count = int(same.argmin())  # the first frame that differs; the first never does
+        headers = frames[:, : f.HEADER_BYTES].tobytes()  # one C call, no ufunc reductions
+        first = headers[: f.HEADER_BYTES]
+        if headers != first * count:
+            count = next(  # the first frame that differs (the first never does)
+                index
+                for index in range(1, count)
+                if headers[index * f.HEADER_BYTES : (index + 1) * f.HEADER_BYTES] != first
+            )
             if count < 2:
                 return 0
         self._begin_data(stream.id, count * length, 0)
