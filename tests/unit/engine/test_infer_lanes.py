@@ -5,9 +5,10 @@ path is tested in test_shape_variants_openvino.py and the integration tests)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -74,11 +75,20 @@ def lanes_of(count: int, run: Recorder) -> tuple[InferLanes[Lane], list[Lane]]:
     return InferLanes(lanes, run, "test", lambda: Lane("inline")), lanes
 
 
+@contextlib.contextmanager
+def open_lanes(count: int, run: Recorder) -> Iterator[tuple[InferLanes[Lane], list[Lane]]]:
+    """``count`` lanes on fake infer requests, closed on the way out."""
+    lanes, requests = lanes_of(count, run)
+    try:
+        yield lanes, requests
+    finally:
+        lanes.close()
+
+
 @async_test
 async def test_each_caller_gets_its_own_answer_with_at_most_one_job_per_lane() -> None:
     run = Recorder()
-    lanes, requests = lanes_of(2, run)
-    try:
+    with open_lanes(2, run) as (lanes, requests):
         results = await asyncio.gather(
             *(lanes.run(job(float(index), 0.005), None) for index in range(12))
         )
@@ -90,15 +100,12 @@ async def test_each_caller_gets_its_own_answer_with_at_most_one_job_per_lane() -
         assert threading.get_ident() not in run.threads
         assert sorted(x for lane in requests for x in lane.ran) == [float(i) for i in range(12)]
         assert max(result.wait_us for result in results) > 5000  # the later ones waited
-    finally:
-        lanes.close()
 
 
 @async_test
 async def test_a_failure_reaches_only_its_own_caller() -> None:
     run = Recorder()
-    lanes, _ = lanes_of(1, run)
-    try:
+    with open_lanes(1, run) as (lanes, _):
         outcomes = await asyncio.gather(
             lanes.run(job(1.0), None),
             lanes.run(job(-1.0), None),
@@ -108,15 +115,12 @@ async def test_a_failure_reaches_only_its_own_caller() -> None:
         assert isinstance(outcomes[1], InferenceFailed)
         ok = [outcome for index, outcome in enumerate(outcomes) if index != 1]
         assert [float(result.outputs["y"][0]) for result in ok] == [2.0, 6.0]  # type: ignore[union-attr]
-    finally:
-        lanes.close()
 
 
 @async_test
 async def test_a_cancelled_job_keeps_its_lane_until_done_and_one_not_started_is_skipped() -> None:
     run = Recorder()
-    lanes, requests = lanes_of(1, run)
-    try:
+    with open_lanes(1, run) as (lanes, requests):
         running = asyncio.create_task(lanes.run(job(1.0, 0.2), None))
         waiting = asyncio.create_task(lanes.run(job(2.0), None))
         await asyncio.sleep(0.05)  # the first runs, the second waits in the queue
@@ -127,27 +131,21 @@ async def test_a_cancelled_job_keeps_its_lane_until_done_and_one_not_started_is_
         assert requests[0].ran == [1.0, 3.0]  # 2.0 was skipped, 1.0 ran to its end
         assert running.cancelled()
         assert waiting.cancelled()
-    finally:
-        lanes.close()
 
 
 @async_test
 async def test_short_inferences_run_inline_on_one_more_request() -> None:
     run = Recorder()
-    lanes, requests = lanes_of(1, run)
-    try:
+    with open_lanes(1, run) as (lanes, requests):
         result = await lanes.run(job(4.0), None, inline=True)
         np.testing.assert_array_equal(result.outputs["y"], [8.0])
         assert run.threads == {threading.get_ident()}
         assert requests[0].ran == []
-    finally:
-        lanes.close()
 
 
 @async_test
 async def test_hold_runs_only_when_idle_and_jobs_that_come_meanwhile_wait_for_it() -> None:
     run = Recorder()
-    lanes, _ = lanes_of(2, run)
     order: list[str] = []
     release_started = threading.Event()
     finish_release = threading.Event()
@@ -158,26 +156,26 @@ async def test_hold_runs_only_when_idle_and_jobs_that_come_meanwhile_wait_for_it
         release_started.set()
         finish_release.wait(10)
 
-    try:
-        busy = asyncio.create_task(lanes.run(job(1.0, 0.1), None))
-        await asyncio.sleep(0.02)
-        assert await lanes.hold(release) is False  # busy: not run
-        await busy
-        holding = asyncio.create_task(lanes.hold(release))
-        await asyncio.to_thread(release_started.wait, 10)
-        meanwhile = [asyncio.create_task(lanes.run(job(float(i)), None)) for i in range(3)]
-        meanwhile.append(asyncio.create_task(lanes.run(job(9.0), None, inline=True)))
-        await asyncio.sleep(0.05)
-        assert not any(task.done() for task in meanwhile)
-        assert run.running == 0
-        finish_release.set()
-        assert await holding is True
-        answers = [float((await task).outputs["y"][0]) for task in meanwhile]
-        assert answers == [0.0, 2.0, 4.0, 18.0]
-        assert order == ["release"]
-    finally:
-        finish_release.set()
-        lanes.close()
+    with open_lanes(2, run) as (lanes, _):
+        try:
+            busy = asyncio.create_task(lanes.run(job(1.0, 0.1), None))
+            await asyncio.sleep(0.02)
+            assert await lanes.hold(release) is False  # busy: not run
+            await busy
+            holding = asyncio.create_task(lanes.hold(release))
+            await asyncio.to_thread(release_started.wait, 10)
+            meanwhile = [asyncio.create_task(lanes.run(job(float(i)), None)) for i in range(3)]
+            meanwhile.append(asyncio.create_task(lanes.run(job(9.0), None, inline=True)))
+            await asyncio.sleep(0.05)
+            assert not any(task.done() for task in meanwhile)
+            assert run.running == 0
+            finish_release.set()
+            assert await holding is True
+            answers = [float((await task).outputs["y"][0]) for task in meanwhile]
+            assert answers == [0.0, 2.0, 4.0, 18.0]
+            assert order == ["release"]
+        finally:
+            finish_release.set()
 
 
 @async_test

@@ -55,6 +55,13 @@ def threshold(sock: socket.socket) -> int:
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
 
 
+def attached(sock: socket.socket) -> ReadWakeup:
+    """A ReadWakeup on the running loop, attached to ``sock``."""
+    wakeup = ReadWakeup(asyncio.get_running_loop())
+    wakeup.attach(SocketTransport(sock))
+    return wakeup
+
+
 def readable(sock: socket.socket) -> bool:
     return bool(select.select([sock], [], [], 0.2)[0])
 
@@ -64,8 +71,7 @@ async def test_a_large_body_raises_the_threshold_and_a_small_remainder_lowers_it
     connected: tuple[socket.socket, socket.socket],
 ) -> None:
     server, _ = connected
-    wakeup = ReadWakeup(asyncio.get_running_loop())
-    wakeup.attach(SocketTransport(server))
+    wakeup = attached(server)
     wakeup.expect(200_000)
     assert threshold(server) == 200_000
     wakeup.expect(150_000)
@@ -82,8 +88,7 @@ async def test_the_kernel_holds_the_socket_unreadable_until_the_threshold_is_in(
     connected: tuple[socket.socket, socket.socket],
 ) -> None:
     server, client = connected
-    wakeup = ReadWakeup(asyncio.get_running_loop())
-    wakeup.attach(SocketTransport(server))
+    wakeup = attached(server)
     wakeup.expect(150_000)
     client.sendall(b"x" * 100_000)
     assert not readable(server)
@@ -99,8 +104,7 @@ async def test_a_body_that_stops_coming_drops_the_threshold(
     """A client that stops mid-body (or was reset) must not hold back the connection's other
     bytes: a small frame is readable again once the stall timer fired."""
     server, client = connected
-    wakeup = ReadWakeup(asyncio.get_running_loop())
-    wakeup.attach(SocketTransport(server))
+    wakeup = attached(server)
     wakeup.expect(500_000)
     client.sendall(b"ping")
     assert not readable(server)
@@ -116,8 +120,7 @@ async def test_progress_keeps_the_threshold_until_the_body_is_in(
 ) -> None:
     """Each read that leaves a large remainder sets a new threshold and restarts the timer."""
     server, _ = connected
-    wakeup = ReadWakeup(asyncio.get_running_loop())
-    wakeup.attach(SocketTransport(server))
+    wakeup = attached(server)
     for left in (900_000, 700_000, 500_000):
         wakeup.expect(left)
         await asyncio.sleep(STALL_SECONDS / 2)
@@ -148,7 +151,6 @@ async def test_tls_and_closing_connections_are_left_alone(
 async def test_a_unix_socket_is_left_alone() -> None:
     left, right = socket.socketpair()
     with left, right:
-        wakeup = ReadWakeup(asyncio.get_running_loop())
-        wakeup.attach(SocketTransport(left))
+        wakeup = attached(left)
         wakeup.expect(200_000)
         assert threshold(left) == 1
