@@ -44,8 +44,6 @@ class _Job:
     outputs: Sequence[str] | None
     done: asyncio.Future[EngineResult]
     queued: float
-    abandoned: bool = False
-    """Set when the caller stopped waiting: a job not yet started is skipped."""
 
 
 class InferLanes(Generic[Request]):
@@ -93,13 +91,10 @@ class InferLanes(Generic[Request]):
             self._parked.append(job)
         else:
             self._submit(job)
-        try:
-            return await job.done
-        except asyncio.CancelledError:
-            # A worker that already runs it finishes first (its infer request stays busy till
-            # then); one that has not started it yet skips it.
-            job.abandoned = True
-            raise
+        # A caller that is cancelled cancels ``job.done``: a worker that already runs the job
+        # finishes it first (its infer request stays busy till then); one that has not started
+        # it yet skips it.
+        return await job.done
 
     async def hold(self, action: Callable[[], object]) -> bool:
         """Run ``action`` on a thread while no inference runs; False (not run) when busy.
@@ -152,7 +147,7 @@ class InferLanes(Generic[Request]):
             started = time.perf_counter()
             result: Outputs | None = None
             error: Exception | None = None
-            if not job.abandoned:
+            if not job.done.cancelled():  # a flag read; the loop is the only writer
                 try:
                     result = self._run(request, job.inputs, job.outputs)
                 except Exception as caught:  # the caller's to handle
