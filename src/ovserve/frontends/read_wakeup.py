@@ -89,8 +89,9 @@ class ReadWakeup:
         self._transport = None
 
     def _stalled(self) -> None:
-        # Nothing was read since the threshold was set (a read would have replaced this timer):
-        # wake on any byte again; the next read sets a threshold for what is left.
+        # The threshold has stood this long (a read that changes it restarts the timer): the
+        # client may have stopped. Wake on any byte again; the next read sets a threshold for
+        # what is left.
         self._timer = None
         if self._transport is not None and self._level > 1:
             self._set(1)

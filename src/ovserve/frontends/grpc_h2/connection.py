@@ -377,7 +377,7 @@ class Http2Connection(asyncio.BufferedProtocol):
         """
         stream = self._body_stream
         step = f.HEADER_BYTES + length
-        if stream is None or stream.id != stream_id or stream.waiting or len(view) - at < 2 * step:
+        if stream is None or stream.id != stream_id or stream.waiting:
             return 0
         count = min((len(view) - at) // step, stream.message_left // length)
         if count < 2:
