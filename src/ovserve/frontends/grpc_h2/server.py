@@ -9,6 +9,7 @@ import grpc
 from ovserve.config.server_config import ServerConfig
 from ovserve.frontends.bind import listen
 from ovserve.frontends.descriptors import grpc_connection_cap
+from ovserve.frontends.drain import drain
 from ovserve.frontends.grpc_h2.calls import Dispatcher
 from ovserve.frontends.grpc_h2.connection import ConnectionLimits, Http2Connection, ServerState
 from ovserve.frontends.grpc_limits import IDLE_CONNECTION_MS
@@ -32,17 +33,8 @@ class NativeGrpcFrontend:
             server.close()
         for connection in list(self._state.connections):
             connection.shutdown()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while any(c.busy for c in self._state.connections) and loop.time() < deadline:
-            tasks = set(self._dispatcher.tasks)
-            left = deadline - loop.time()
-            if tasks:
-                await asyncio.wait(tasks, timeout=min(left, 0.05))
-            else:
-                await asyncio.sleep(min(left, 0.05))
-        for task in set(self._dispatcher.tasks):
-            task.cancel()
+        connections, dispatcher = self._state.connections, self._dispatcher
+        await drain(lambda: set(dispatcher.tasks), lambda: any(c.busy for c in connections), grace)
         # Replies written just now leave with the close; a connection still open after a
         # moment (a client that does not read) is cut.
         for _ in range(20):

@@ -11,6 +11,7 @@ import logging
 
 from ovserve.config.server_config import ServerConfig
 from ovserve.frontends.bind import listen
+from ovserve.frontends.drain import drain
 from ovserve.frontends.rest.limits import log_limits, rest_server_state
 from ovserve.frontends.rest.protocol import Handle, HttpProtocol, ServerState
 from ovserve.frontends.tls import rest_ssl_context
@@ -31,20 +32,13 @@ class RestFrontend:
             server.close()
         for connection in list(self._state.connections):
             connection.shutdown()
-        deadline = asyncio.get_running_loop().time() + grace
+        state = self._state
         # Requests still arriving become tasks once complete: wait for both, within the grace.
-        while True:
-            tasks = set(self._state.tasks)
-            receiving = any(not c.settled for c in self._state.connections)
-            left = deadline - asyncio.get_running_loop().time()
-            if (not tasks and not receiving) or left <= 0:
-                break
-            if tasks:
-                await asyncio.wait(tasks, timeout=min(left, 0.05))
-            else:
-                await asyncio.sleep(min(left, 0.05))
-        for task in set(self._state.tasks):
-            task.cancel()
+        await drain(
+            lambda: set(state.tasks),
+            lambda: bool(state.tasks) or any(not c.settled for c in state.connections),
+            grace,
+        )
         for connection in list(self._state.connections):
             connection.abort()
         for server in self._servers:
