@@ -9,13 +9,15 @@ import asyncio
 
 import numpy as np
 import pytest
-from test_rest_protocol import FakeTransport, answers, drain, receive
+from test_rest_protocol import answers, drain, receive
 
 from ovserve.frontends.rest import body as body_module
 from ovserve.frontends.rest.body import BodyReader
 from ovserve.frontends.rest.http import Request, Response
 from ovserve.frontends.rest.limits import HttpLimits
 from ovserve.frontends.rest.protocol import READ_BUFFER_BYTES, HttpProtocol, ServerState
+
+from _fake_transport import FakeTransport
 
 SIZE = 3 * READ_BUFFER_BYTES + 123
 BIG = 10 * SIZE

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -14,47 +14,9 @@ from ovserve.frontends.rest.http import Request, Response
 from ovserve.frontends.rest.limits import HttpLimits
 from ovserve.frontends.rest.protocol import HttpProtocol, ServerState
 
+from _fake_transport import FakeTransport
+
 LIMIT = 64
-
-
-@dataclass
-class FakeTransport:
-    """Collects what the protocol writes."""
-
-    output: bytearray = field(default_factory=bytearray)
-    closed: bool = False
-    paused: bool = False
-    writes: int = 0
-
-    def write(self, data: bytes) -> None:
-        self.writes += 1
-        self.output += data
-
-    def writelines(self, parts: Sequence[bytes]) -> None:
-        self.writes += 1
-        for part in parts:
-            self.output += part
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
-
-    def set_write_buffer_limits(self, high: int, low: int) -> None:
-        self.limits = (high, low)
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return default
 
 
 @dataclass

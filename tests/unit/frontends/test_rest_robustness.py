@@ -10,13 +10,15 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from test_rest_protocol import LIMIT, FakeTransport, answers, drain, echo, receive
+from test_rest_protocol import LIMIT, answers, drain, echo, receive
 
 from ovserve.frontends.descriptors import grpc_connection_cap
 from ovserve.frontends.request_budget import RequestBudget
 from ovserve.frontends.rest.http import Request, Response
 from ovserve.frontends.rest.limits import HttpLimits, connection_cap
 from ovserve.frontends.rest.protocol import Handle, HttpProtocol, ServerState
+
+from _fake_transport import FakeTransport
 
 FAST = HttpLimits(header_timeout=0.05, body_timeout=0.05, keep_alive=5.0, linger=0.01)
 GET = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -29,8 +29,9 @@ from ovserve.frontends.grpc_h2.connection import (
 from ovserve.frontends.grpc_h2.stream import Message, Stream
 
 from _async import async_test
+from _fake_transport import FakeTransport
 
-__all__ = ["async_test"]  # where the transport's tests have always found it
+__all__ = ["FakeTransport", "async_test"]  # where the transport's tests have always found them
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MIB = 1024 * 1024
@@ -60,41 +61,6 @@ def request_headers(
         ("te", "trailers"),
         *extra,
     ]
-
-
-@dataclass
-class FakeTransport:
-    """Collects what the connection writes and how it was closed."""
-
-    output: bytearray = field(default_factory=bytearray)
-    closed: bool = False
-    aborted: bool = False
-    paused: bool = False
-    writes: int = 0
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed, "a write after close"
-        self.writes += 1
-        self.output += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-        self.aborted = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40123) if name == "peername" else default
 
 
 @dataclass
@@ -205,7 +171,7 @@ class Peer:
     ) -> None:
         self.recorder = Recorder()
         self.state = state or ServerState(dispatch or self.recorder, connection_limits or limits())
-        self.transport = FakeTransport()
+        self.transport = FakeTransport(strict=True)
         self.connection = Http2Connection(self.state)
         self.connection.connection_made(self.transport)  # type: ignore[arg-type]
         self.client = h2.connection.H2Connection(
