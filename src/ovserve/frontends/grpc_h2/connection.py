@@ -45,7 +45,10 @@ window keeps admitted calls on the same connection flowing)."""
 MAX_STREAMS: Final = 1000
 DIRECT_READ_MIN: Final = 16 * 1024
 """Message bytes still to come from which the kernel reads them straight into the message."""
-READ_BUFFER_BYTES: Final = 256 * 1024
+READ_BUFFER_BYTES: Final = 1024 * 1024
+"""The scratch buffer all connections read frames into (one per server). A large request that is
+already waiting in the socket (as when the server is busy inferring) comes in one read: a 602 KB
+message in 16 KiB frames took four reads and three ``SO_RCVLOWAT`` changes with 256 KiB."""
 MAX_PINGS_WITHOUT_CALLS: Final = 100
 MAX_RESETS_PER_SECOND: Final = 500
 """Client resets within a second that end the connection (the "rapid reset" attack)."""
