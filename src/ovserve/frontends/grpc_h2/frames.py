@@ -68,12 +68,6 @@ def frame_header(kind: int, flags: int, stream: int, size: int) -> bytes:
     return HEADER_STRUCT.pack(size >> 8, size & 0xFF, kind, flags, stream)
 
 
-def parse_header(view: memoryview | bytes, at: int) -> tuple[int, int, int, int]:
-    """``(length, type, flags, stream)`` of the frame header at ``at``."""
-    high, low, kind, flags, stream = HEADER_STRUCT.unpack_from(view, at)
-    return high << 8 | low, kind, flags, stream & 0x7FFF_FFFF
-
-
 def settings_frame(settings: dict[int, int]) -> bytes:
     """A SETTINGS frame carrying ``settings``."""
     return frame(SETTINGS, 0, 0, b"".join(_SETTING.pack(k, v) for k, v in settings.items()))

@@ -185,8 +185,3 @@ class Stream:
         self._body = None
         if body is not None and self.call is not None:
             self.call.message(body, self._compressed)
-
-    @property
-    def partial_message(self) -> bool:
-        """Whether a message was begun and not finished (the stream ended mid-message)."""
-        return self._body is not None or bool(self._prefix)

@@ -9,6 +9,7 @@ import random
 
 import h2.events
 import h2.settings
+import hpack
 import pytest
 from _h2_peer import (
     MIB,
@@ -627,6 +628,19 @@ async def test_priority_and_unknown_frames_are_ignored() -> None:
     peer.feed(raw_frame(f.PRIORITY, 0, 1, bytes(5)) + raw_frame(0x42, 0xFF, 0, b"whatever"))
     stream_id = peer.call(b"still served")
     assert peer.recorder.calls[stream_id].messages == [(b"still served", False)]
+    assert not peer.transport.closed
+
+
+@async_test
+async def test_the_reserved_bit_of_a_stream_id_is_ignored() -> None:
+    peer = Peer()
+    reserved = 0x8000_0000
+    peer.feed(
+        raw_frame(f.HEADERS, f.END_HEADERS, reserved | 1, hpack.Encoder().encode(request_headers()))
+        + raw_frame(f.DATA, f.END_STREAM, reserved | 1, grpc_message(b"served"))
+    )
+    assert [s.id for s in peer.recorder.streams] == [1]
+    assert peer.recorder.calls[1].messages == [(b"served", False)]
     assert not peer.transport.closed
 
 

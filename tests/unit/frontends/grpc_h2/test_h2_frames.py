@@ -1,5 +1,4 @@
-"""Frames built by ``grpc_h2.frames`` read back by ``hyperframe`` (the h2 package's frame layer),
-and frames built by ``hyperframe`` read by ``parse_header``."""
+"""Frames built by ``grpc_h2.frames`` read back by ``hyperframe`` (the h2 package's frame layer)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from hyperframe.frame import (
     DataFrame,
     Frame,
     GoAwayFrame,
-    HeadersFrame,
     PingFrame,
     RstStreamFrame,
     SettingsFrame,
@@ -34,20 +32,12 @@ def test_frame_header_round_trips_every_length(size: int) -> None:
         0x7FFF_FFFF,
         {"END_STREAM"},
     )
-    assert f.parse_header(header, 0) == (size, f.DATA, f.END_STREAM, 0x7FFF_FFFF)
 
 
 def test_frame_carries_its_payload() -> None:
     (data,) = parse_frames(f.frame(f.DATA, 0, 3, b"hello"))
     assert isinstance(data, DataFrame)
     assert (data.stream_id, data.data) == (3, b"hello")
-
-
-def test_parse_header_reads_at_an_offset_and_ignores_the_reserved_bit() -> None:
-    built = HeadersFrame(5, b"\x88", flags=("END_HEADERS", "END_STREAM")).serialize()
-    raw = bytearray(b"junk" + built)
-    raw[4 + 5] |= 0x80  # the reserved bit of the stream id
-    assert f.parse_header(memoryview(raw), 4) == (1, f.HEADERS, f.END_HEADERS | f.END_STREAM, 5)
 
 
 def test_settings_round_trip() -> None:
