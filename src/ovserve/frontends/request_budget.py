@@ -1,4 +1,5 @@
-"""A process-wide budget for request bytes being received, parsed and decoded at once.
+"""A budget for request bytes being received, parsed and decoded at once (one per transport:
+REST and the native gRPC transport each hold ``--rest_memory_quota`` bytes).
 
 Large JSON bodies cost several times their size while they are parsed (a 15 MB body peaked near
 95 MiB), and eight of them in parallel held close to 1 GiB that the allocator kept. A request
