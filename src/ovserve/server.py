@@ -96,14 +96,17 @@ class Server:
         others serve; a single model given by flags must load.
         """
         await self._join_workers()
+        from ovserve.frontends.request_budget import budget_from
+
+        budget = budget_from(self.config)  # one memory quota for both transports
         if self.config.port:
             from ovserve.frontends.grpc_server import start_grpc_server
 
-            self.frontends.append(await start_grpc_server(self.service, self.config))
+            self.frontends.append(await start_grpc_server(self.service, self.config, budget))
         if self.config.rest_port:
             from ovserve.frontends.rest_api import start_rest_server
 
-            self.frontends.append(await start_rest_server(self.service, self.config))
+            self.frontends.append(await start_rest_server(self.service, self.config, budget))
         self.watchdog.start()  # says which loads hold the start up, and in which step
         if self.config.config_file is not None:
             await self.reloader.apply(self.config.config_file)

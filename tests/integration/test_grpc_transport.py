@@ -625,3 +625,52 @@ def test_large_requests_past_the_memory_quota_wait_in_line_and_all_answer(
         replies = [call.result() for call in pending]
     for x, reply in zip(inputs, replies, strict=True):
         np.testing.assert_allclose(outputs(reply)["out"], 2 * x, rtol=1e-6)
+
+
+def test_rest_bodies_and_grpc_messages_share_one_memory_quota(
+    module_server_factory: ServerPool, models: Path
+) -> None:
+    """A REST body being received holds the whole quota: a large gRPC message waits for it
+    (RESOURCE_EXHAUSTED once the wait passes the body timeout) and runs once it is freed."""
+    server = module_server_factory.start(
+        [
+            "--config_path", str(models),
+            "--rest_memory_quota", str(MIB),
+            "--rest_body_timeout_seconds", "2",
+        ],
+        rest=True,
+    )  # fmt: skip
+    x = RNG.standard_normal(256 * 1024).astype(np.float32)  # a 1 MiB message: all of the quota
+    assert server.rest_port is not None
+    body = socket.create_connection((HOST, server.rest_port))
+    head = (
+        f"POST /v2/models/scale/infer HTTP/1.1\r\nHost: {HOST}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {2 * MIB}\r\n\r\n{{"
+    )
+    stop_trickle = threading.Event()
+
+    def trickle() -> None:  # keeps the body alive (never silent for the body timeout)
+        while not stop_trickle.wait(0.3):
+            body.sendall(b" ")
+
+    trickler = threading.Thread(target=trickle)
+    with body, grpc.insecure_channel(server.grpc_target, options=BIG_CHANNEL) as opened:
+        body.sendall(head.encode())
+        trickler.start()
+        try:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(opened)
+            time.sleep(0.3)  # the REST body has taken the quota
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ModelInfer(scale_request(x), timeout=30)
+            waited = time.monotonic() - started
+        finally:
+            stop_trickle.set()
+            trickler.join()
+        assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "memory quota" in (caught.value.details() or "")
+        assert waited >= 1.5
+        body.close()  # the REST request ends: its share comes back
+        reply = stub.ModelInfer(scale_request(x), timeout=30)
+    np.testing.assert_allclose(outputs(reply)["out"], 2 * x, rtol=1e-6)
+    assert "Traceback" not in server.log_text()

@@ -23,6 +23,7 @@ from ovserve.frontends.grpc_limits import grpc_hygiene_options
 from ovserve.frontends.kserve import grpc_servicer as kserve_servicer
 from ovserve.frontends.kserve.grpc_servicer import KServeServicer
 from ovserve.frontends.memory_trim import Trimmer
+from ovserve.frontends.request_budget import RequestBudget
 from ovserve.frontends.status_mapping import grpc_status
 from ovserve.frontends.tfserving import grpc_servicer as tfs_servicer
 from ovserve.frontends.tfserving.grpc_servicer import ModelServicer, PredictionServicer
@@ -153,9 +154,11 @@ class GrpcFrontend:
         await self._server.stop(grace)
 
 
-def _register(service: ServingService, server: grpc.aio.Server | None) -> _GuardedRegistration:
+def _register(
+    service: ServingService, server: grpc.aio.Server | None, trimmer: Trimmer
+) -> _GuardedRegistration:
     """Both APIs' servicers, their handlers guarded; on ``server`` too when it is given."""
-    registration = _GuardedRegistration(server, Trimmer())
+    registration = _GuardedRegistration(server, trimmer)
     generated: Any = registration
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         KServeServicer(service), generated
@@ -170,11 +173,13 @@ def _register(service: ServingService, server: grpc.aio.Server | None) -> _Guard
 
 
 async def start_grpc_server(
-    service: ServingService, config: ServerConfig
+    service: ServingService, config: ServerConfig, budget: RequestBudget
 ) -> GrpcFrontend | NativeGrpcFrontend:
-    """Serve TF Serving and KServe gRPC on ``--port``, on the ``--grpc_stack`` transport."""
+    """Serve TF Serving and KServe gRPC on ``--port``, on the ``--grpc_stack`` transport (the
+    native one takes large messages from ``budget``; both trim with its trimmer)."""
     if config.grpc_stack == "native":
-        return await start_native_grpc(_register(service, None).methods, config)
+        methods = _register(service, None, budget.trimmer).methods
+        return await start_native_grpc(methods, config, budget)
     limit = config.max_grpc_message_bytes
     targets = bind_targets(config.grpc_bind_address, config.port)
     for target in targets:
@@ -188,7 +193,7 @@ async def start_grpc_server(
             *grpc_hygiene_options(config),
         ],
     )
-    _register(service, server)
+    _register(service, server, budget.trimmer)
     for target in targets:
         try:
             bound = (

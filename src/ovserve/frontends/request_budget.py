@@ -1,5 +1,5 @@
-"""A budget for request bytes being received, parsed and decoded at once (one per transport:
-REST and the native gRPC transport each hold ``--rest_memory_quota`` bytes).
+"""The process's budget for request bytes being received, parsed and decoded at once, shared by
+the REST server and the native gRPC transport (``--rest_memory_quota`` bytes in all).
 
 Large JSON bodies cost several times their size while they are parsed (a 15 MB body peaked near
 95 MiB), and eight of them in parallel held close to 1 GiB that the allocator kept. A request
@@ -26,8 +26,8 @@ SMALL_REQUEST_BYTES: Final = 64 * 1024
 
 
 def budget_from(config: ServerConfig) -> RequestBudget:
-    """A transport's budget from the flags: ``--rest_memory_quota`` bytes, waits up to the body
-    timeout."""
+    """The process's budget from the flags: ``--rest_memory_quota`` bytes, waits up to the body
+    timeout. Made once and handed to every transport, with its :class:`Trimmer`."""
     return RequestBudget(config.rest_memory_quota, wait_seconds=config.rest_body_timeout_seconds)
 
 
@@ -39,7 +39,8 @@ class RequestBudget:
     ) -> None:
         self.capacity = capacity
         self.wait_seconds = wait_seconds
-        self._trimmer = trimmer if trimmer is not None else Trimmer()
+        self.trimmer = trimmer if trimmer is not None else Trimmer()
+        """Gives freed memory back once large requests pause (the process's one trimmer)."""
         self.in_use = 0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
 
@@ -56,7 +57,7 @@ class RequestBudget:
         if self._waiters or self.in_use + cost > self.capacity:
             return False
         self.in_use += cost
-        self._trimmer.postpone()
+        self.trimmer.postpone()
         return True
 
     async def take(self, cost: int) -> None:
@@ -88,7 +89,7 @@ class RequestBudget:
         self._grant()
         if self.in_use == 0:
             # The large bodies and what was decoded from them are freed by now.
-            self._trimmer.soon()
+            self.trimmer.soon()
 
     def busy(self) -> OvserveError:
         """The error for a request that waited too long."""
@@ -112,5 +113,5 @@ class RequestBudget:
                 return
             self._waiters.popleft()
             self.in_use += cost
-            self._trimmer.postpone()
+            self.trimmer.postpone()
             future.set_result(None)

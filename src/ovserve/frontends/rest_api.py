@@ -10,6 +10,7 @@ import re
 
 from ovserve.config.server_config import ServerConfig
 from ovserve.frontends.kserve.rest_routes import kserve_routes
+from ovserve.frontends.request_budget import RequestBudget
 from ovserve.frontends.rest.app import RestApp
 from ovserve.frontends.rest.http import Request, Response
 from ovserve.frontends.rest.router import Route, Router, route
@@ -39,6 +40,8 @@ def build_app(service: ServingService) -> RestApp:
     )
 
 
-async def start_rest_server(service: ServingService, config: ServerConfig) -> RestFrontend:
+async def start_rest_server(
+    service: ServingService, config: ServerConfig, budget: RequestBudget
+) -> RestFrontend:
     """Serve the REST APIs on ``--rest_port`` at every ``--rest_bind_address``."""
-    return await start_http_server(build_app(service).handle, config)
+    return await start_http_server(build_app(service).handle, config, budget)

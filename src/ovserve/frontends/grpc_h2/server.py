@@ -13,7 +13,7 @@ from ovserve.frontends.drain import drain
 from ovserve.frontends.grpc_h2.calls import Dispatcher
 from ovserve.frontends.grpc_h2.connection import ConnectionLimits, Http2Connection, ServerState
 from ovserve.frontends.grpc_limits import IDLE_CONNECTION_MS
-from ovserve.frontends.request_budget import budget_from
+from ovserve.frontends.request_budget import RequestBudget
 from ovserve.frontends.tls import ssl_context
 
 
@@ -48,10 +48,11 @@ class NativeGrpcFrontend:
 
 
 async def start_native_grpc(
-    methods: dict[str, grpc.RpcMethodHandler], config: ServerConfig
+    methods: dict[str, grpc.RpcMethodHandler], config: ServerConfig, budget: RequestBudget
 ) -> NativeGrpcFrontend:
-    """Serve ``methods`` (by full method name) on ``--port`` at every ``--grpc_bind_address``."""
-    dispatcher = Dispatcher(methods, budget_from(config))
+    """Serve ``methods`` (by full method name) on ``--port`` at every ``--grpc_bind_address``;
+    large messages take from ``budget``."""
+    dispatcher = Dispatcher(methods, budget)
     state = ServerState(
         dispatcher,
         ConnectionLimits(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 from ovserve.config.server_config import ServerConfig
 from ovserve.frontends.descriptors import rest_connection_cap
-from ovserve.frontends.request_budget import budget_from
+from ovserve.frontends.request_budget import RequestBudget
 
 if TYPE_CHECKING:
     from ovserve.frontends.rest.protocol import ServerState
@@ -59,8 +59,8 @@ def connection_cap(requested: int = 0) -> int:
     return rest_connection_cap(requested)
 
 
-def rest_server_state(config: ServerConfig) -> ServerState:
-    """The shared state of one REST server, with the limits and budget from the flags."""
+def rest_server_state(config: ServerConfig, budget: RequestBudget) -> ServerState:
+    """The shared state of one REST server: the limits from the flags, the process's budget."""
     from ovserve.frontends.rest.protocol import ServerState
 
     limits = HttpLimits(
@@ -70,7 +70,7 @@ def rest_server_state(config: ServerConfig) -> ServerState:
         max_connections=connection_cap(config.rest_max_connections),
         write_buffer_high=config.rest_write_buffer_bytes,
     )
-    return ServerState(limits=limits, budget=budget_from(config))
+    return ServerState(limits=limits, budget=budget)
 
 
 def log_limits(state: ServerState) -> None:

@@ -18,7 +18,7 @@ sending its request (so a flood of stalled connections cannot lock out good clie
 refused with 503 only when every connection is busy being answered; a body over the size
 limit is answered 413 as soon as its declared length (or its chunked length so far) passes the
 limit, and the rest of the body is never buffered; replies the client does not read pause reading
-(:mod:`.flow_control`); large bodies take their size from the REST server's request budget
+(:mod:`.flow_control`); large bodies take their size from the process's request budget
 before they are read (:mod:`ovserve.frontends.request_budget`).
 """
 

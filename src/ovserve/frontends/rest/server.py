@@ -12,6 +12,7 @@ import logging
 from ovserve.config.server_config import ServerConfig
 from ovserve.frontends.bind import listen
 from ovserve.frontends.drain import drain
+from ovserve.frontends.request_budget import RequestBudget
 from ovserve.frontends.rest.limits import log_limits, rest_server_state
 from ovserve.frontends.rest.protocol import Handle, HttpProtocol, ServerState
 from ovserve.frontends.tls import rest_ssl_context
@@ -45,9 +46,12 @@ class RestFrontend:
             await server.wait_closed()
 
 
-async def start_http_server(handle: Handle, config: ServerConfig) -> RestFrontend:
-    """Serve ``handle`` on ``--rest_port`` at every ``--rest_bind_address``."""
-    state = rest_server_state(config)
+async def start_http_server(
+    handle: Handle, config: ServerConfig, budget: RequestBudget
+) -> RestFrontend:
+    """Serve ``handle`` on ``--rest_port`` at every ``--rest_bind_address``; large bodies take
+    from ``budget``."""
+    state = rest_server_state(config, budget)
     limit = config.max_rest_body_bytes
     ssl_context = rest_ssl_context(config.tls) if config.tls is not None else None
 
