@@ -409,7 +409,7 @@ def _add_limits_and_tls_flags(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=64 * 1024 * 1024,
         help="request body bytes (REST) and request message bytes (gRPC, native stack) received "
-        "and decoded at once, per transport; more wait in line, then 503 / RESOURCE_EXHAUSTED "
+        "and decoded at once, both together; more wait in line, then 503 / RESOURCE_EXHAUSTED "
         "(default 64 MiB, 0: unlimited)",
     )
     limits.add_argument("--tls_cert", type=Path, default=None, help="PEM certificate (chain)")

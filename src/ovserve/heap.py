@@ -68,7 +68,7 @@ def keep_request_buffers() -> bool:
     that is trimmed again as soon as 2x the threshold is free, so every request faults its
     pages in and unmaps them again. Measured on a 602 KB KServe gRPC request (h2load, 2 in
     flight, the model call stubbed out): 812 -> 611 us server CPU per request. Freed memory is
-    still returned by ``malloc_trim`` (idle release, the trimmers after large REST and gRPC
+    still returned by ``malloc_trim`` (idle release, the trimmer after large REST and gRPC
     requests) and automatically beyond LARGE_REQUEST_TRIM_THRESHOLD. False without mallopt.
     """
     mallopt: Callable[[int, int], int] | None = glibc_function(
